@@ -1,0 +1,6 @@
+"""detsim: fast calorimeter simulation and CNN classifiers for physics data."""
+
+from detsim.errors import DetsimError, DataFileError, ConfigError
+
+__all__ = ["DetsimError", "DataFileError", "ConfigError"]
+__version__ = "0.1.0"

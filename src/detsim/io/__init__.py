@@ -1,0 +1,95 @@
+"""Shower file I/O: one entry point that picks the format from the file extension.
+
+`.h5`/`.hdf5` -> `detsim.io.hdf5` (CaloChallenge layout, CaloGAN on read); `.root` -> `detsim.io.root`.
+Readers stream validated chunks; writers append chunks. Models never see files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Protocol
+
+from detsim.errors import DataFileError
+from detsim.io.validation import ValidationRules
+from detsim.showers import CaloShowers
+
+HDF5_SUFFIXES = (".h5", ".hdf5")
+ROOT_SUFFIXES = (".root",)
+
+
+class ShowerWriter(Protocol):
+    n_written: int
+
+    def append(self, chunk: CaloShowers) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "ShowerWriter": ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def file_format(path: str | Path) -> str:
+    """'hdf5' or 'root' from the extension; anything else is a user error."""
+    suffix = Path(path).suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        return "hdf5"
+    if suffix in ROOT_SUFFIXES:
+        return "root"
+    raise DataFileError(path, None, f"a file ending in {HDF5_SUFFIXES + ROOT_SUFFIXES}", f"suffix {suffix!r}")
+
+
+def _root_layout(root: Any):
+    from detsim.io.root import RootLayout
+
+    return root if isinstance(root, RootLayout) else RootLayout.from_config(root)
+
+
+def iter_showers(
+    path: str | Path,
+    chunk_size: int = 10_000,
+    n_voxels: int | None = None,
+    rules: ValidationRules | Mapping[str, Any] | None = None,
+    root: Any = None,
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[CaloShowers]:
+    """Stream validated chunks (MeV, float32) of a shower file; `n_voxels` checks the geometry."""
+    rules = rules if isinstance(rules, ValidationRules) else ValidationRules.from_config(rules)
+    if file_format(path) == "hdf5":
+        from detsim.io.hdf5 import iter_hdf5
+
+        return iter_hdf5(path, chunk_size, n_voxels, rules, start, stop)
+    from detsim.io.root import iter_root
+
+    return iter_root(path, chunk_size, n_voxels, rules, _root_layout(root), start, stop)
+
+
+def read_showers(path: str | Path, **kwargs: Any) -> CaloShowers:
+    """The whole file (or rows [start, stop)) in memory; use `iter_showers` for big files."""
+    return CaloShowers.concatenate(list(iter_showers(path, **kwargs)))
+
+
+def count_showers(path: str | Path, root: Any = None) -> int:
+    if file_format(path) == "hdf5":
+        from detsim.io.hdf5 import count_hdf5
+
+        return count_hdf5(path)
+    from detsim.io.root import count_root
+
+    return count_root(path, _root_layout(root))
+
+
+def open_writer(
+    path: str | Path, n_voxels: int, root: Any = None, attrs: Mapping[str, Any] | None = None
+) -> ShowerWriter:
+    """A chunk-appending writer for the format the extension names."""
+    if file_format(path) == "hdf5":
+        from detsim.io.hdf5 import HDF5ShowerWriter
+
+        return HDF5ShowerWriter(path, n_voxels, attrs=dict(attrs or {}))
+    from detsim.io.root import RootShowerWriter
+
+    return RootShowerWriter(path, n_voxels, _root_layout(root))
+
+
+def write_showers(path: str | Path, showers: CaloShowers, root: Any = None, attrs: Mapping[str, Any] | None = None) -> None:
+    with open_writer(path, showers.n_voxels, root=root, attrs=attrs) as writer:
+        writer.append(showers)
