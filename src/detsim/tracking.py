@@ -1,0 +1,121 @@
+"""MLflow tracking: where runs go, how a Hydra config becomes params, how artifacts reach the run.
+
+MLflow 3 puts the plain-file store in maintenance mode, so the default store is a sqlite database in the
+project root with artifacts in a folder beside it; a server (`http://...`) is a plain override.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from detsim.errors import ConfigError
+from detsim.paths import project_root
+
+
+def default_tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else `sqlite:///<project root>/mlflow.db`."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """A usable URI: None -> default; a bare path -> sqlite URI (MLflow 3 refuses plain file stores)."""
+    if not uri:
+        return default_tracking_uri()
+    if "://" in uri or uri.startswith("sqlite:") or uri.startswith("databricks"):
+        return uri
+    path = Path(uri).expanduser().resolve()
+    if path.suffix != ".db":
+        raise ConfigError(f"tracking_uri {uri!r}: give a sqlite:///path.db, http(s):// URI or a .db file path")
+    return f"sqlite:///{path}"
+
+
+def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
+    """For a sqlite store: `<db folder>/mlartifacts/<experiment>`; servers choose their own."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db_path = Path(tracking_uri[len("sqlite:///") :])
+    return (db_path.parent / "mlartifacts" / experiment_name).resolve().as_uri()
+
+
+def flatten_config(cfg: DictConfig | Mapping[str, Any], sep: str = "/") -> dict[str, str]:
+    """Nested config -> {"model/latent_dim": "10", ...}; lists stay whole as their string form."""
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    flat: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{sep}{key}" if prefix else str(key))
+        else:
+            flat[prefix] = str(node)[:6000]
+
+    walk(container, "")
+    return flat
+
+
+def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None):
+    """Lightning's MLFlowLogger from `conf/logger/mlflow.yaml`."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri = resolve_tracking_uri(logger_cfg.get("tracking_uri"))
+    experiment = str(logger_cfg.get("experiment_name", "detsim"))
+    artifact_location = logger_cfg.get("artifact_location") or default_artifact_location(uri, experiment)
+    tags = {str(k): str(v) for k, v in dict(logger_cfg.get("tags") or {}).items()}
+    parent = os.environ.get("DETSIM_PARENT_RUN_ID")
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return MLFlowLogger(
+        experiment_name=experiment,
+        tracking_uri=uri,
+        run_name=run_name or logger_cfg.get("run_name"),
+        tags=tags or None,
+        artifact_location=artifact_location,
+        log_model=False,
+    )
+
+
+def _mlflow_logger(target: Any):
+    """The MLFlowLogger behind a Trainer or a logger, or None (no logger / not rank 0)."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    loggers = getattr(target, "loggers", None)
+    candidates = loggers if loggers is not None else [target]
+    for logger in candidates:
+        if isinstance(logger, MLFlowLogger):
+            return logger
+    return None
+
+
+def log_artifact(target: Any, local_path: str | Path, artifact_path: str | None = None) -> bool:
+    """Log a file (or folder) to the run of a Trainer's MLFlowLogger, on global rank 0 only."""
+    if getattr(target, "global_rank", 0) != 0:
+        return False
+    logger = _mlflow_logger(target)
+    if logger is None:
+        return False
+    local_path = Path(local_path)
+    if local_path.is_dir():
+        logger.experiment.log_artifacts(logger.run_id, str(local_path), artifact_path)
+    else:
+        logger.experiment.log_artifact(logger.run_id, str(local_path), artifact_path)
+    return True
+
+
+def log_figure(target: Any, fig: Any, name: str, artifact_path: str = "plots") -> bool:
+    """Save a matplotlib figure as PNG and log it to the Trainer's MLflow run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        return log_artifact(target, path, artifact_path)
+
+
+def log_text(target: Any, text: str, name: str) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        return log_artifact(target, path)
