@@ -1,0 +1,106 @@
+"""`simulate_showers`: incident particles in, voxel energies out, fully vectorised over showers."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Mapping
+
+import numpy as np
+
+from detsim.errors import ConfigError
+from detsim.geometry import Geometry
+from detsim.showers import CaloShowers
+from detsim.sim.calo.deposit import QuadratureGrid, deposit
+from detsim.sim.calo.em import em_component, start_depth
+from detsim.sim.calo.hadronic import pion_components
+from detsim.sim.calo.response import apply_threshold, shower_factor, shower_factor_variance, voxel_spots
+from detsim.sim.calo.stack import LayerStack
+
+PARTICLES = {
+    "photon": "photon", "gamma": "photon",
+    "electron": "electron", "e-": "electron", "e+": "electron", "positron": "electron",
+    "pion": "pion", "pi+": "pion", "pi-": "pion", "piplus": "pion", "piminus": "pion",
+}
+DETECTOR_KEYS = ("em", "response", "stochastic_term", "constant_term", "voxel_quantum_MeV", "threshold_MeV")
+
+
+def canonical_particle(particle: str | None) -> str:
+    """'photon', 'electron' or 'pion' for any accepted spelling; a ConfigError otherwise."""
+    key = str(particle).strip().lower() if particle is not None else ""
+    if key not in PARTICLES:
+        raise ConfigError(f"key 'particle': expected one of {sorted(PARTICLES)}, found {particle!r}")
+    return PARTICLES[key]
+
+
+@lru_cache(maxsize=1)
+def default_model() -> dict[str, Any]:
+    """The parametrisation coefficients of conf/simulator/calo.yaml (used when a detector carries none)."""
+    from omegaconf import OmegaConf
+
+    from detsim.paths import config_dir
+
+    path = config_dir() / "simulator" / "calo.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)["model"]
+
+
+def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(mapping, DictConfig):
+            return OmegaConf.to_container(mapping, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return dict(mapping)
+
+
+def check_detector(detector: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain dict with every required key (and `model`, from the simulator defaults if absent)."""
+    det = _plain(detector)
+    name = det.get("name", "detector")
+    for key in DETECTOR_KEYS:
+        if key not in det:
+            raise ConfigError(f"detector {name!r}: key {key!r}: expected a value, found none")
+    for key in ("X0_mm", "R_M_mm", "E_c_MeV", "Z"):
+        if key not in det["em"]:
+            raise ConfigError(f"detector {name!r}: key 'em.{key}': expected a material constant, found none")
+    det.setdefault("model", default_model())
+    return det
+
+
+def _check_energies(incident_energy: np.ndarray) -> np.ndarray:
+    energy = np.asarray(incident_energy, dtype=np.float64).reshape(-1)
+    bad = ~np.isfinite(energy) | (energy <= 0)
+    if bad.any():
+        raise ConfigError(
+            f"incident_energy: expected finite energies > 0 MeV, found {energy[bad][:3].tolist()} ({int(bad.sum())} bad)"
+        )
+    return energy
+
+
+def simulate_showers(
+    geometry: Geometry, detector: Mapping, particle: str, incident_energy: np.ndarray, rng: np.random.Generator
+) -> CaloShowers:
+    """Simulate one shower per incident energy (MeV) of `particle` in `detector`, read out by `geometry`."""
+    det = check_detector(detector)
+    model = det["model"]
+    kind = canonical_particle(particle)
+    energy = _check_energies(incident_energy)
+    stack = LayerStack.build(geometry, det, float(model["max_slice_X0"]), float(model["max_slice_lambda"]))
+    quantum = float(det["voxel_quantum_MeV"])
+    if energy.size == 0:
+        return CaloShowers(energy, np.zeros((0, geometry.n_voxels), np.float32))
+    if kind == "pion":
+        components = pion_components(energy, stack, det, model, rng)
+    else:
+        visible = float(det["response"]) * energy
+        var = shower_factor_variance(
+            energy, float(det["stochastic_term"]), float(det["constant_term"]), quantum, visible
+        )
+        visible = visible * shower_factor(var, rng)
+        start = start_depth(kind, energy.size, model["em"], rng)
+        components = [em_component(energy, visible, start, stack, det["em"], model["em"], rng)]
+    quad = QuadratureGrid(int(model["quadrature"]["n_r"]), int(model["quadrature"]["n_phi"]))
+    mean = deposit(geometry, stack.slice_layer, components, quad, rng)
+    showers = apply_threshold(voxel_spots(mean, quantum, rng), float(det["threshold_MeV"]))
+    return CaloShowers(energy.astype(np.float32), showers)
