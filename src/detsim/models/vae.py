@@ -1,0 +1,392 @@
+"""Conditional VAE for calorimeter showers (after ATLAS ATL-SOFT-PUB-2018-001), as plain modules
+plus the LightningModule `CaloVAE`.
+
+The encoder sees the preprocessed voxels and the log-scaled incident energy; the decoder sees the
+latent point and the same condition. Two voxel heads exist (config `decoder.output`):
+
+- `sigmoid`: the ATLAS reference. A deterministic per-voxel energy fraction; a classifier tells its
+  showers from simulation almost perfectly because the decoder returns the *average* shower of a
+  latent point (see docs/vae.md).
+- `hurdle`: the decoder *samples* what the latent does not carry. Each voxel gets a hit probability
+  (Bernoulli, trained with cross-entropy on above/below the readout threshold) and, given a hit, a
+  log-normal energy truncated at the threshold (trained by its likelihood).
+
+Generation draws z from the prior (standard normal, or a Gaussian per incident-energy bin fitted to
+the aggregate posterior), decodes, samples, and applies the readout threshold; outputs are >= 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from detsim.data.transforms import EnergyCondition, VoxelTransform
+from detsim.errors import ConfigError
+from detsim.geometry import Geometry, load_geometry
+from detsim.models import losses
+
+HEADS = ("sigmoid", "hurdle")
+PRIORS = ("standard", "fitted")
+CALIBRATIONS = ("none", "total", "layers")
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def _activation(name: str) -> nn.Module:
+    try:
+        return getattr(nn, name)()
+    except AttributeError as exc:
+        raise ConfigError(f"model activation: expected a torch.nn class name (ELU, ReLU, ...), found {name!r}") from exc
+
+
+def mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
+    """Linear layers between consecutive `sizes`, each followed by the activation."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), _activation(activation)]
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """q(z | x, c): preprocessed voxels and condition -> (mu, logvar)."""
+
+    def __init__(self, n_voxels: int, hidden: Sequence[int], latent_dim: int, activation: str, input_norm: bool):
+        super().__init__()
+        # Standardising the inputs matters for logit inputs (values near -14 for empty voxels).
+        self.norm = nn.BatchNorm1d(n_voxels, affine=False) if input_norm else nn.Identity()
+        self.body = mlp([n_voxels + 1, *hidden], activation)
+        self.head = nn.Linear(hidden[-1], 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.body(torch.cat([self.norm(x), c], dim=1))).chunk(2, dim=1)
+        return mu, logvar.clamp(-20.0, 10.0)
+
+
+class SigmoidHead(nn.Module):
+    """Deterministic voxel energies: sigmoid fractions (or logits, for logit preprocessing)."""
+
+    def __init__(self, n_hidden: int, n_voxels: int, transform: VoxelTransform, reco_loss: str):
+        super().__init__()
+        if reco_loss not in ("mse", "bce") or (reco_loss == "bce" and transform.mode != "fraction"):
+            raise ConfigError(f"model.decoder.reco_loss: expected mse, or bce with fraction voxels; found {reco_loss!r}")
+        self.linear = nn.Linear(n_hidden, n_voxels)
+        self.transform = transform
+        self.reco_loss = reco_loss
+
+    def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.linear(h)
+        return {"x": torch.sigmoid(out) if self.transform.mode == "fraction" else out}
+
+    def reco_terms(self, out: Mapping[str, torch.Tensor], showers: torch.Tensor, e_inc: torch.Tensor,
+                   threshold: float) -> dict[str, torch.Tensor]:
+        target = self.transform.forward(showers, e_inc)
+        fn = losses.mse_per_shower if self.reco_loss == "mse" else losses.bce_per_shower
+        return {"reco": fn(out["x"], target)}
+
+    def mean_fraction(self, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Expected E_voxel / E_inc."""
+        return self.transform.inverse(out["x"], torch.ones(out["x"].shape[0], device=out["x"].device))
+
+    def sample_fraction(self, out: Mapping[str, torch.Tensor], lower: torch.Tensor | None,
+                        generator: torch.Generator | None) -> torch.Tensor:
+        return self.mean_fraction(out)
+
+
+class HurdleHead(nn.Module):
+    """Per voxel: hit probability, and log(E_voxel / E_inc) given a hit ~ normal truncated at the threshold."""
+
+    def __init__(self, n_hidden: int, n_voxels: int, log_scale_min: float, log_scale_max: float):
+        super().__init__()
+        self.linear = nn.Linear(n_hidden, 3 * n_voxels)
+        self.log_scale_range = (log_scale_min, log_scale_max)
+        with torch.no_grad():  # start near "energy spread evenly": keeps the energy terms O(1) at step 0
+            self.linear.bias[n_voxels : 2 * n_voxels].fill_(-math.log(n_voxels))
+
+    def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        hit, loc, log_scale = self.linear(h).chunk(3, dim=1)
+        return {"hit": hit, "loc": loc, "log_scale": log_scale.clamp(*self.log_scale_range)}
+
+    def reco_terms(self, out: Mapping[str, torch.Tensor], showers: torch.Tensor, e_inc: torch.Tensor,
+                   threshold: float) -> dict[str, torch.Tensor]:
+        hit = (showers > threshold).to(showers.dtype)
+        y = torch.log((showers / e_inc.reshape(-1, 1)).clamp_min(1e-30))
+        lower = lower_log_fraction(threshold, e_inc)
+        return {
+            "hit": losses.hit_bce(out["hit"], hit),
+            "hit_energy": losses.truncated_normal_nll(y, out["loc"], out["log_scale"], lower, hit),
+        }
+
+    def mean_fraction(self, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        scale = out["log_scale"].exp()
+        return torch.sigmoid(out["hit"]) * torch.exp(out["loc"] + 0.5 * scale * scale)
+
+    def sample_fraction(self, out: Mapping[str, torch.Tensor], lower: torch.Tensor | None,
+                        generator: torch.Generator | None) -> torch.Tensor:
+        loc, scale = out["loc"], out["log_scale"].exp()
+        u_hit = torch.rand(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        u = torch.rand(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        if lower is not None:  # inverse-CDF sampling of the truncated normal
+            p_lo = torch.special.ndtr((lower - loc) / scale)
+            u = p_lo + (1.0 - p_lo) * u
+        y = loc + scale * torch.special.ndtri(u.clamp(1e-7, 1.0 - 1e-7))
+        if lower is not None:
+            y = torch.maximum(y, lower)
+        return torch.where(u_hit < torch.sigmoid(out["hit"]), torch.exp(y), torch.zeros_like(y))
+
+
+def lower_log_fraction(threshold: float, e_inc: torch.Tensor) -> torch.Tensor | None:
+    """log(threshold / E_inc) per shower, (N, 1); None without a threshold."""
+    if threshold <= 0:
+        return None
+    return math.log(threshold) - torch.log(e_inc).reshape(-1, 1)
+
+
+class ShowerDecoder(nn.Module):
+    """p(x | z, c): MLP trunk plus a voxel head."""
+
+    def __init__(self, latent_dim: int, hidden: Sequence[int], activation: str, head: nn.Module):
+        super().__init__()
+        self.trunk = mlp([latent_dim + 1, *hidden], activation)
+        self.head = head
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.head(self.trunk(torch.cat([z, c], dim=1)))
+
+
+class LatentPrior(nn.Module):
+    """Where generation draws z: N(0, I), or per condition bin a Gaussian fitted to posterior samples.
+
+    A VAE's aggregate posterior rarely fills N(0, I); sampling where the decoder was trained (the
+    `fitted` option) avoids decoding latent points it never saw.
+    """
+
+    def __init__(self, latent_dim: int, kind: str = "standard", n_bins: int = 1, min_count: int = 50):
+        super().__init__()
+        if kind not in PRIORS:
+            raise ConfigError(f"model.prior.kind: expected one of {PRIORS}, found {kind!r}")
+        self.kind, self.n_bins, self.min_count = kind, int(n_bins), int(min_count)
+        self.register_buffer("loc", torch.zeros(self.n_bins, latent_dim))
+        self.register_buffer("chol", torch.eye(latent_dim).repeat(self.n_bins, 1, 1))
+
+    def _bin(self, c: torch.Tensor) -> torch.Tensor:
+        return (c.reshape(-1) * self.n_bins).floor().clamp(0, self.n_bins - 1).long()
+
+    @torch.no_grad()
+    def fit(self, c: torch.Tensor, z: torch.Tensor) -> None:
+        """Fit mean and covariance per bin; bins with too few samples fall back to all samples."""
+        if self.kind != "fitted" or z.shape[0] < 2:
+            return
+        eye = torch.eye(z.shape[1], device=z.device, dtype=z.dtype)
+        bins = self._bin(c)
+        for b in range(self.n_bins):
+            sel = z[bins == b] if int((bins == b).sum()) >= self.min_count else z
+            cov = torch.cov(sel.T).reshape(z.shape[1], z.shape[1]) + 1e-4 * eye
+            self.loc[b] = sel.mean(dim=0)
+            self.chol[b] = torch.linalg.cholesky(cov)
+
+    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(c.shape[0], self.loc.shape[1], generator=generator, device=c.device, dtype=c.dtype)
+        if self.kind == "standard":
+            return eps
+        b = self._bin(c)
+        return self.loc[b] + torch.bmm(self.chol[b], eps.unsqueeze(2)).squeeze(2)
+
+
+class ShowerGenerator(nn.Module):
+    """Everything generation needs, as one plain module: incident energies (MeV) -> showers (MeV).
+
+    This is what `detsim-generate` runs and what is logged to MLflow as the model.
+    """
+
+    def __init__(self, decoder: ShowerDecoder, prior: LatentPrior, condition: EnergyCondition,
+                 threshold_mev: float, calibration: str, layer_bounds: Sequence[tuple[int, int]]):
+        super().__init__()
+        if calibration not in CALIBRATIONS:
+            raise ConfigError(f"model.calibration: expected one of {CALIBRATIONS}, found {calibration!r}")
+        self.decoder, self.prior, self.condition = decoder, prior, condition
+        self.threshold_mev = float(threshold_mev)
+        self.calibration = calibration
+        self.layer_bounds = [tuple(b) for b in layer_bounds]
+        self.n_voxels = int(layer_bounds[-1][1])
+
+    def _calibrate(self, sample: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """Rescale a sampled shower so its total (or each layer's) energy is the decoder's expectation."""
+        groups = [(0, self.n_voxels)] if self.calibration == "total" else self.layer_bounds
+        parts = []
+        for a, b in groups:
+            got = sample[:, a:b].sum(dim=1, keepdim=True)
+            want = mean[:, a:b].sum(dim=1, keepdim=True)
+            parts.append(sample[:, a:b] * torch.where(got > 0, want / got.clamp_min(1e-30), torch.ones_like(got)))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        e_inc = incident_energy.reshape(-1).to(torch.float32)
+        c = self.condition.forward(e_inc)
+        out = self.decoder(self.prior.sample(c, generator), c)
+        head = self.decoder.head
+        frac = head.sample_fraction(out, lower_log_fraction(self.threshold_mev, e_inc), generator)
+        if self.calibration != "none":
+            frac = self._calibrate(frac, head.mean_fraction(out))
+        showers = (frac * e_inc.reshape(-1, 1)).clamp_min(0.0)
+        if self.threshold_mev > 0:
+            showers = torch.where(showers >= self.threshold_mev, showers, torch.zeros_like(showers))
+        return showers
+
+
+def unpack_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(incident energy (N,), showers (N, V)) from a dict, a (e, showers) pair or a CaloShowers-like object."""
+    if isinstance(batch, Mapping):
+        e = batch.get("incident_energy", batch.get("incident_energies"))
+        return e.reshape(-1), batch["showers"]
+    if isinstance(batch, (tuple, list)):
+        return batch[0].reshape(-1), batch[1]
+    return batch.incident_energy.reshape(-1), batch.showers
+
+
+class CaloVAE(L.LightningModule):
+    """The conditional VAE as a LightningModule; every number comes from `conf/model/calo_vae*.yaml`."""
+
+    def __init__(
+        self,
+        geometry: Mapping[str, Any],
+        latent_dim: int = 10,
+        encoder: Mapping[str, Any] | None = None,
+        decoder: Mapping[str, Any] | None = None,
+        preprocessing: Mapping[str, Any] | None = None,
+        condition: Mapping[str, Any] | None = None,
+        loss: Mapping[str, Any] | None = None,
+        prior: Mapping[str, Any] | None = None,
+        calibration: str = "none",
+        readout_threshold_mev: float = 0.0,
+        optimizer: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        geometry, encoder, decoder = _plain(geometry), dict(_plain(encoder) or {}), dict(_plain(decoder) or {})
+        self.geometry: Geometry = load_geometry(geometry)
+        self.layer_slices = self.geometry.layer_slices
+        n_vox = self.geometry.n_voxels
+        self.transform = VoxelTransform(**dict(_plain(preprocessing) or {}))
+        self.condition = EnergyCondition(**dict(_plain(condition) or {"e_min_mev": 256.0, "e_max_mev": 4194304.0}))
+        loss_cfg = {k.removeprefix("w_"): v for k, v in dict(_plain(loss) or {}).items()}
+        self.weights = losses.LossWeights(**loss_cfg).resolve(self.geometry.n_layers)
+        self.threshold = float(readout_threshold_mev)
+        self.optimizer_cfg = dict(_plain(optimizer) or {})
+
+        enc_hidden = list(encoder.get("hidden", [200, 150, 100, 50]))
+        dec_hidden = list(decoder.get("hidden") or enc_hidden[::-1])
+        self.encoder = Encoder(n_vox, enc_hidden, latent_dim, encoder.get("activation", "ELU"),
+                               bool(encoder.get("input_norm", False)))
+        output = decoder.get("output", "sigmoid")
+        if output == "sigmoid":
+            head: nn.Module = SigmoidHead(dec_hidden[-1], n_vox, self.transform, decoder.get("reco_loss", "mse"))
+        elif output == "hurdle":
+            head = HurdleHead(dec_hidden[-1], n_vox, float(decoder.get("log_scale_min", -5.0)),
+                              float(decoder.get("log_scale_max", 1.0)))
+        else:
+            raise ConfigError(f"model.decoder.output: expected one of {HEADS}, found {output!r}")
+        prior_cfg = dict(_plain(prior) or {})
+        self.generator = ShowerGenerator(
+            ShowerDecoder(latent_dim, dec_hidden, decoder.get("activation", "ELU"), head),
+            LatentPrior(latent_dim, **prior_cfg),
+            self.condition,
+            self.threshold,
+            calibration,
+            [(s.start, s.stop) for s in self.layer_slices],
+        )
+        self._posterior: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # --- the model ------------------------------------------------------------------------------
+    def forward(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generate showers (MeV) for the given incident energies (MeV)."""
+        return self.generator(incident_energy, generator)
+
+    @torch.inference_mode()
+    def sample(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.generator(incident_energy.to(self.device), generator)
+
+    def loss_terms(self, e_inc: torch.Tensor, showers: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """All terms for a batch, plus (condition, latent sample) for the fitted prior."""
+        c = self.condition.forward(e_inc)
+        mu, logvar = self.encoder(self.transform.forward(showers, e_inc), c)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        decoder = self.generator.decoder
+        out = decoder(z, c)
+        terms = decoder.head.reco_terms(out, showers, e_inc, self.threshold)
+        reco = sum(terms.values())
+        target = showers / e_inc.reshape(-1, 1)
+        mean = decoder.head.mean_fraction(out)
+        per_layer = losses.layer_fraction_loss(mean, target, self.layer_slices)
+        w = self.weights
+        layer_weighted = sum(wl * t for wl, t in zip(w.layer_list, per_layer))
+        kl = losses.kl_divergence(mu, logvar)
+        etot = losses.total_energy_loss(mean, target)
+        total = w.reco * reco + w.kl_at(self.global_step) * kl + w.etot * etot + layer_weighted
+        result = dict(terms) if len(terms) > 1 else {}
+        result.update(reco=reco, kl=kl, etot=etot, layer=layer_weighted, loss=total)
+        result.update({f"layer_{lid}": t for lid, t in zip(self.geometry.layer_ids, per_layer)})
+        return result, c, z
+
+    # --- Lightning hooks --------------------------------------------------------------------------
+    def _step(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e_inc, showers = unpack_batch(batch)
+        terms, c, z = self.loss_terms(e_inc.float(), showers.float())
+        on_step = stage == "train"
+        for name, value in terms.items():
+            self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=not on_step,
+                     prog_bar=name == "loss", batch_size=len(e_inc))
+        if stage == "train":
+            self.log("train/kl_weight", self.weights.kl_at(self.global_step), on_step=True, on_epoch=False)
+        return terms["loss"], c, z
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, c, z = self._step(batch, "val")
+        self._posterior.append((c.detach(), z.detach()))
+        return loss
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")[0]
+
+    def on_validation_epoch_start(self) -> None:
+        self._posterior = []
+
+    def on_validation_epoch_end(self) -> None:
+        if self._posterior and not self.trainer.sanity_checking:
+            c = torch.cat([p[0] for p in self._posterior])
+            z = torch.cat([p[1] for p in self._posterior])
+            self.generator.prior.fit(c, z)
+        self._posterior = []
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.optimizer_cfg
+        opt = torch.optim.Adam(self.parameters(), lr=float(cfg.get("lr", 1e-3)),
+                               weight_decay=float(cfg.get("weight_decay", 0.0)))
+        plateau = cfg.get("plateau")
+        if not plateau:
+            return opt
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **dict(plateau))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Remember the MLflow run, so files generated from this checkpoint can name it."""
+        run_id = getattr(self.logger, "run_id", None) if self.logger is not None else None
+        if isinstance(run_id, str):
+            checkpoint["mlflow_run_id"] = run_id
+
+    def mlflow_model(self) -> tuple[nn.Module, np.ndarray]:
+        """The plain generator (CPU, eval mode) and an input example, for `mlflow.pytorch.log_model`."""
+        module = copy.deepcopy(self.generator).cpu().eval()
+        example = np.array([[self.condition.e_min_mev], [self.condition.e_max_mev]], dtype=np.float32)
+        return module, example

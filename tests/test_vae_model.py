@@ -1,0 +1,110 @@
+"""CaloVAE as a model: preprocessing round trips, generation contract, a few real training steps."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from detsim.data.transforms import EnergyCondition, VoxelTransform
+from detsim.errors import ConfigError
+from detsim.geometry import load_geometry
+from detsim.models.vae import CaloVAE
+
+from conftest import CONF
+
+GEOMETRY = OmegaConf.to_container(OmegaConf.load(CONF / "geometry" / "calochallenge_ds1_photons.yaml"))
+THRESHOLD = 0.02
+
+
+def toy_showers(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse showers with E_tot ~ 0.9 E_inc and a readout threshold, shaped like the ds1 geometry."""
+    g = torch.Generator().manual_seed(seed)
+    geo = load_geometry(GEOMETRY)
+    e = 2.0 ** torch.randint(8, 23, (n,), generator=g).float()
+    r = torch.as_tensor(geo.cell_centres_polar[0], dtype=torch.float32)
+    profile = torch.exp(-r / 40.0) * (torch.rand(n, geo.n_voxels, generator=g) < 0.6)
+    s = profile * torch.rand(n, geo.n_voxels, generator=g)
+    s = s / s.sum(1, keepdim=True) * (0.9 * e[:, None])
+    return e, torch.where(s > THRESHOLD, s, torch.zeros_like(s))
+
+
+def make_model(**overrides) -> CaloVAE:
+    cfg = OmegaConf.merge(OmegaConf.load(CONF / "model" / "calo_vae_atlas.yaml"), overrides)
+    cfg = {k: v for k, v in OmegaConf.to_container(cfg).items() if k not in ("_target_", "geometry", "defaults")}
+    return CaloVAE(geometry=GEOMETRY, **cfg)
+
+
+@pytest.mark.parametrize("mode", ["fraction", "logit"])
+def test_voxel_transform_round_trip(mode):
+    e, s = toy_showers(16)
+    t = VoxelTransform(mode=mode, alpha=1e-7)
+    back = t.inverse(t.forward(s, e), e)
+    assert torch.allclose(back, s, rtol=1e-3, atol=1e-3 * float(e.max()) * 1e-4)
+
+
+def test_energy_condition_spans_unit_interval_and_inverts():
+    cond = EnergyCondition(256.0, 4194304.0)
+    e = torch.tensor([256.0, 2048.0, 4194304.0])
+    c = cond.forward(e)
+    assert c.shape == (3, 1) and c[0].item() == pytest.approx(0.0) and c[2].item() == pytest.approx(1.0)
+    assert torch.allclose(cond.inverse(c), e, rtol=1e-5)
+    with pytest.raises(ConfigError):
+        EnergyCondition(10.0, 1.0)
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "hurdle"])
+def test_generation_is_non_negative_thresholded_and_seeded(output):
+    model = make_model(decoder={"output": output}, readout_threshold_mev=THRESHOLD).eval()
+    e = torch.full((64,), 65536.0)
+    a = model.sample(e, torch.Generator().manual_seed(3))
+    b = model.sample(e, torch.Generator().manual_seed(3))
+    c = model.sample(e, torch.Generator().manual_seed(4))
+    assert a.shape == (64, 368) and torch.equal(a, b)
+    assert a.min() >= 0 and not torch.any((a > 0) & (a < THRESHOLD))
+    if output == "hurdle":  # the sampling head draws new hits and energies for a new seed
+        assert not torch.equal(a, c)
+
+
+def test_bad_config_names_the_key():
+    with pytest.raises(ConfigError, match="decoder.output"):
+        make_model(decoder={"output": "gan"})
+    with pytest.raises(ConfigError, match="prior.kind"):
+        make_model(prior={"kind": "flow"})
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "hurdle"])
+def test_few_training_steps_log_every_term_and_reduce_the_loss(output, tmp_path):
+    e, s = toy_showers(512)
+    data = torch.utils.data.DataLoader(
+        [{"incident_energy": e[i : i + 64], "showers": s[i : i + 64]} for i in range(0, 512, 64)],
+        batch_size=None,
+    )
+    model = make_model(
+        decoder={"output": output}, readout_threshold_mev=THRESHOLD, prior={"kind": "fitted", "n_bins": 3},
+        encoder={"input_norm": True}, preprocessing={"mode": "logit" if output == "hurdle" else "fraction"},
+        loss={"kl_warmup_steps": 10},
+    )
+    L.seed_everything(0)
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path, callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path)])
+    first = trainer.validate(model, data, verbose=False)[0]["val/loss"]
+    trainer.fit(model, data, data)
+    metrics = trainer.callback_metrics
+    expected = {"reco", "kl", "etot", "layer", "loss", "layer_0", "layer_12"}
+    if output == "hurdle":
+        expected |= {"hit", "hit_energy"}
+    for stage in ("train", "val"):
+        assert {f"{stage}/{t}" for t in expected} <= set(metrics), sorted(metrics)
+    assert float(metrics["val/loss"]) < first
+    if output == "hurdle":  # the fitted prior moved off N(0, I)
+        assert model.generator.prior.loc.abs().sum() > 0
+    # checkpoint round trip: the same generator comes back
+    ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
+    loaded = CaloVAE.load_from_checkpoint(ckpt).eval()
+    model.eval()
+    energies = torch.full((8,), 4096.0)
+    assert torch.equal(model.sample(energies, torch.Generator().manual_seed(1)),
+                       loaded.sample(energies, torch.Generator().manual_seed(1)))
