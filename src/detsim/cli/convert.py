@@ -1,0 +1,87 @@
+"""detsim-convert: copy a shower file between HDF5 (CaloChallenge/CaloGAN) and ROOT layouts, chunk by chunk.
+
+The output is first written beside its target under a temporary name and moved into place only when
+every chunk has been read, validated and written, so a failed conversion leaves no half file behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from detsim.cli.app import hydra_app
+from detsim.errors import ConfigError, DataFileError
+from detsim.geometry import load_geometry
+from detsim.io import count_showers, file_format, iter_showers, open_writer
+from detsim.io.root import RootLayout
+from detsim.io.validation import ValidationRules
+
+
+def convert(
+    source: str | Path,
+    target: str | Path,
+    chunk_size: int = 10_000,
+    n_voxels: int | None = None,
+    rules: ValidationRules = ValidationRules(),
+    layout: RootLayout = RootLayout(),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> int:
+    """Convert `source` into `target` (formats from the extensions); returns the number of showers."""
+    source, target = Path(source), Path(target)
+    file_format(target)  # reject an unknown output suffix before reading anything
+    if source.resolve() == target.resolve():
+        raise DataFileError(target, None, "an output path different from the input", "the input itself")
+    if target.exists() and not overwrite:
+        raise DataFileError(target, None, "a path that does not exist yet (or overwrite=true)", "an existing file")
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    total = count_showers(source, root=layout)
+    partial = target.with_name(f".{target.stem}.partial{target.suffix}")
+    writer: Any = None
+    try:
+        with _progress(progress) as bar:
+            task = bar.add_task(f"{source.name} -> {target.name}", total=total)
+            for chunk in iter_showers(source, chunk_size, n_voxels, rules, root=layout):
+                if writer is None:
+                    writer = open_writer(partial, chunk.n_voxels, root=layout)
+                writer.append(chunk)
+                bar.advance(task, len(chunk))
+        writer.close()
+        os.replace(partial, target)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return writer.n_written
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not enabled
+    )
+
+
+@hydra_app("convert")
+def main(cfg: DictConfig) -> None:
+    geometry = cfg.get("geometry")
+    n_voxels = load_geometry(OmegaConf.to_container(geometry, resolve=True)).n_voxels if geometry else None
+    n = convert(
+        cfg.input,
+        cfg.output,
+        chunk_size=int(cfg.chunk_size),
+        n_voxels=n_voxels,
+        rules=ValidationRules.from_config(OmegaConf.to_container(cfg.validation, resolve=True)),
+        layout=RootLayout.from_config(OmegaConf.to_container(cfg.io.root, resolve=True)),
+        overwrite=bool(cfg.overwrite),
+    )
+    print(f"wrote {n} showers to {cfg.output}")
+
+
+if __name__ == "__main__":
+    main()
