@@ -1,0 +1,79 @@
+"""`detsim-evaluate reference=showers.h5 generated=generated.h5 out_dir=eval/ [geometry=...]`.
+
+Reads both files (any supported format), runs `detsim.eval.suite.evaluate_showers`, writes
+out_dir/metrics.json and plots, logs them to one MLflow run (tagged with the generating run's id
+when the generated file names it) and prints a short table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from detsim.cli.app import hydra_app
+from detsim.eval.report import log_to_mlflow, print_summary, write_metrics, write_plots
+from detsim.eval.suite import evaluate_showers
+from detsim.geometry import load_geometry
+from detsim.io import file_format, read_showers
+
+GENERATING_RUN_ATTR = "mlflow_run_id"
+
+
+def generating_run_id(path: str | Path) -> str | None:
+    """The MLflow run id a generator stored in the HDF5 file's attributes, if any."""
+    if file_format(path) != "hdf5":
+        return None
+    from detsim.io.hdf5 import open_hdf5
+
+    with open_hdf5(path) as handle:
+        value = handle.attrs.get(GENERATING_RUN_ATTR)
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    console = Console(stderr=True)
+    geometry = load_geometry(OmegaConf.to_container(cfg.geometry, resolve=True))
+    stop = cfg.get("max_showers")
+    read = dict(n_voxels=geometry.n_voxels, chunk_size=int(cfg.chunk_size), stop=stop)
+    console.log(f"reading {cfg.reference} and {cfg.generated} ({geometry.describe()})")
+    reference = read_showers(cfg.reference, **read)
+    generated = read_showers(cfg.generated, **read)
+    eval_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
+    result = evaluate_showers(
+        reference, generated, geometry, eval_cfg, tuple(cfg.classifiers), int(cfg.seed), console=console
+    )
+    metrics = result.metrics()
+    out_dir = Path(cfg.out_dir)
+    write_metrics(metrics, out_dir / "metrics.json")
+    if cfg.plots.enabled:
+        console.log("plots")
+        write_plots(result, out_dir, tuple(cfg.labels), int(cfg.plots.dpi))
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.log_mlflow:
+        from detsim.tracking import flatten_config
+
+        tags = {"detsim.task": "evaluate", "geometry": geometry.name}
+        parent = generating_run_id(cfg.generated)
+        if parent:
+            tags["generating_run_id"] = parent
+        run_id = log_to_mlflow(
+            metrics, out_dir, cfg.get("tracking_uri"), str(cfg.experiment_name),
+            params=flatten_config(cfg), tags=tags, run_name=cfg.get("run_name"),
+        )
+        console.log(f"MLflow run {run_id}")
+    print_summary(metrics)
+    return metrics
+
+
+@hydra_app("evaluate")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    return evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

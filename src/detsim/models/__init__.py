@@ -1,0 +1,1 @@
+"""Neural networks (LightningModules and nn.Modules): the conditional VAE and the shower CNN classifiers."""
