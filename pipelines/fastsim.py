@@ -1,0 +1,124 @@
+"""The fast-simulation pipeline: simulate -> train the calorimeter VAE -> generate -> evaluate.
+
+    python pipelines/fastsim.py [n_train=100000] [overrides.train='[trainer.max_epochs=50]'] ...
+
+One MLflow parent run holds a child run per stage; results land in `outputs/fastsim/<time>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import mlflow
+from omegaconf import DictConfig
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stages import child_env, cli, console, log_child_run, run_stage  # noqa: E402
+
+from detsim.errors import DetsimError  # noqa: E402
+from detsim.paths import config_dir  # noqa: E402
+from detsim.tracking import default_artifact_location, resolve_tracking_uri  # noqa: E402
+
+
+def best_checkpoint(train_dir: Path) -> Path:
+    """The ModelCheckpoint's best file (not `last.ckpt`)."""
+    candidates = sorted(p for p in (train_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
+    if not candidates:
+        raise DetsimError(f"training wrote no checkpoint in {train_dir / 'checkpoints'}")
+    return candidates[-1]
+
+
+def run_pipeline(cfg: DictConfig) -> dict[str, float]:
+    out = Path(cfg.paths.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    uri = resolve_tracking_uri(cfg.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(cfg.experiment_name) is None:
+        mlflow.create_experiment(cfg.experiment_name, default_artifact_location(uri, cfg.experiment_name))
+    mlflow.set_experiment(cfg.experiment_name)
+    files = {k: out / f"{k}.h5" for k in ("showers", "reference", "generated")}
+    extra = {k: list(v) for k, v in cfg.overrides.items()}
+    metrics: dict[str, float] = {}
+    common = [f"geometry={cfg.geometry}"]
+    with mlflow.start_run(run_name="fastsim") as parent:
+        env = child_env(parent.info.run_id, uri)
+        mlflow.log_params({k: str(cfg[k]) for k in ("geometry", "particle", "n_train", "n_reference", "n_generate", "experiment", "seed")})
+        stages = list(cfg.stages)
+        if "simulate" in stages:
+            seconds = 0.0
+            for key, n, seed in (("showers", cfg.n_train, cfg.seed), ("reference", cfg.n_reference, cfg.seed + 1000)):
+                seconds += run_stage(
+                    f"simulate {key}",
+                    [cli("detsim-simulate"), *common, f"particle={cfg.particle}", f"n={n}", f"seed={seed}",
+                     f"out={files[key]}", *extra["simulate"]],
+                    env,
+                )
+            metrics["simulate_seconds"] = seconds
+            log_child_run(parent.info.run_id, "simulate", {"n_train": str(cfg.n_train), "n_reference": str(cfg.n_reference)},
+                          {"seconds": seconds, "showers_per_second": (cfg.n_train + cfg.n_reference) / seconds}, [])
+        if "train" in stages:
+            metrics["train_seconds"] = run_stage(
+                "train",
+                [cli("detsim-train"), f"experiment={cfg.experiment}", *common, f"data.path={files['showers']}",
+                 f"seed={cfg.seed}", f"paths.output_dir={out / 'train'}", "run_name=train", *extra["train"]],
+                env,
+            )
+        if "generate" in stages:
+            ckpt = best_checkpoint(out / "train")
+            seconds = run_stage(
+                "generate",
+                [cli("detsim-generate"), f"ckpt={ckpt}", f"n={cfg.n_generate}", f"seed={cfg.seed}",
+                 f"out={files['generated']}", f"reference={files['reference']}", f"paths.output_dir={out / 'generate'}",
+                 *extra["generate"]],
+                env,
+            )
+            metrics["generate_seconds"] = seconds
+            log_child_run(parent.info.run_id, "generate", {"ckpt": str(ckpt), "n": str(cfg.n_generate)},
+                          {"seconds": seconds}, [])
+        if "evaluate" in stages:
+            metrics["evaluate_seconds"] = run_stage(
+                "evaluate",
+                [cli("detsim-evaluate"), *common, f"reference={files['reference']}", f"generated={files['generated']}",
+                 f"out_dir={out / 'eval'}", "run_name=evaluate", *extra["evaluate"]],
+                env,
+            )
+            result = json.loads((out / "eval" / "metrics.json").read_text())
+            for key in ("auc_low", "auc_high", "separation_power_mean"):
+                if key in result and result[key] is not None:
+                    metrics[key] = float(result[key])
+            mlflow.log_artifact(str(out / "eval" / "metrics.json"))
+        mlflow.log_metrics(metrics)
+        run_id = parent.info.run_id
+    report(out, uri, run_id, metrics)
+    return metrics
+
+
+def report(out: Path, uri: str, run_id: str, metrics: dict[str, float]) -> None:
+    table = Table(title="detsim fast-simulation pipeline")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4g}")
+    console.print(table)
+    console.print(f"Results: {out}")
+    console.print(f"MLflow parent run {run_id} in {uri}")
+    console.print(f"See it: [bold]mlflow ui --backend-store-uri {uri}[/bold]  (then open http://127.0.0.1:5000)")
+
+
+@hydra.main(config_path=str(config_dir()), config_name="fastsim", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_pipeline(cfg)
+    except DetsimError as exc:
+        console.print(f"detsim error: {exc}", style="red")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
