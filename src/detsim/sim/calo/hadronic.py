@@ -34,12 +34,15 @@ def pion_components(
     detector: Mapping[str, Any],
     model: Mapping[str, Any],
     rng: np.random.Generator,
+    quantum: float,
 ) -> list[Component]:
-    """MIP track, EM part and hadronic part of pion showers, each with its visible energy per slice."""
+    """MIP track, EM part and hadronic part of pion showers, each with its visible energy per slice.
+
+    `quantum` (MeV) is the voxel spot size whose share of the variance the shower factors leave out.
+    """
     had = model["hadronic"]
     det_had = detector["hadronic"]
     response = float(detector["response"])
-    quantum = float(detector["voxel_quantum_MeV"])
     n = energy_mev.size
     first = rng.exponential(1.0, n)  # depth of the first interaction, lambda_int
     # MIP ionisation before the first interaction, on the axis; it is taken from the shower energy.

@@ -68,6 +68,13 @@ def check_detector(detector: Mapping[str, Any]) -> dict[str, Any]:
     return det
 
 
+def voxel_quantum(geometry: Geometry, det: Mapping[str, Any]) -> np.ndarray:
+    """Spot size per voxel: q0 (1 + g (r / R_M)^2); far from the axis energy arrives in fewer, bigger pieces."""
+    r, _ = geometry.cell_centres_polar
+    growth = float(det.get("voxel_quantum_growth", 0.0))
+    return float(det["voxel_quantum_MeV"]) * (1.0 + growth * (r / float(det["em"]["R_M_mm"])) ** 2)
+
+
 def _check_energies(incident_energy: np.ndarray) -> np.ndarray:
     energy = np.asarray(incident_energy, dtype=np.float64).reshape(-1)
     bad = ~np.isfinite(energy) | (energy <= 0)
@@ -87,20 +94,21 @@ def simulate_showers(
     kind = canonical_particle(particle)
     energy = _check_energies(incident_energy)
     stack = LayerStack.build(geometry, det, float(model["max_slice_X0"]), float(model["max_slice_lambda"]))
-    quantum = float(det["voxel_quantum_MeV"])
+    quantum = voxel_quantum(geometry, det)
     if energy.size == 0:
         return CaloShowers(energy, np.zeros((0, geometry.n_voxels), np.float32))
-    if kind == "pion":
-        components = pion_components(energy, stack, det, model, rng)
-    else:
-        visible = float(det["response"]) * energy
-        var = shower_factor_variance(
-            energy, float(det["stochastic_term"]), float(det["constant_term"]), quantum, visible
-        )
-        visible = visible * shower_factor(var, rng)
-        start = start_depth(kind, energy.size, model["em"], rng)
-        components = [em_component(energy, visible, start, stack, det["em"], model["em"], rng)]
     quad = QuadratureGrid(int(model["quadrature"]["n_r"]), int(model["quadrature"]["n_phi"]))
-    mean = deposit(geometry, stack.slice_layer, components, quad, rng)
+    if kind == "pion":
+        components = pion_components(energy, stack, det, model, rng, float(quantum.min()))
+        mean = deposit(geometry, stack.slice_layer, components, quad, rng)
+    else:
+        start = start_depth(kind, energy.size, model["em"], rng)
+        visible = float(det["response"]) * energy
+        components = [em_component(energy, visible, start, stack, det["em"], model["em"], rng)]
+        mean = deposit(geometry, stack.slice_layer, components, quad, rng)
+        # The spots' share of the variance depends on where the energy went; the shower factor gets the rest.
+        q_eff = (mean @ quantum) / np.maximum(mean.sum(axis=1), 1e-9)
+        var = shower_factor_variance(energy, float(det["stochastic_term"]), float(det["constant_term"]), q_eff, visible)
+        mean *= shower_factor(var, rng)[:, None]
     showers = apply_threshold(voxel_spots(mean, quantum, rng), float(det["threshold_MeV"]))
     return CaloShowers(energy.astype(np.float32), showers)
