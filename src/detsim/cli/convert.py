@@ -17,7 +17,6 @@ from detsim.cli.app import hydra_app
 from detsim.errors import ConfigError, DataFileError
 from detsim.geometry import load_geometry
 from detsim.io import count_showers, file_format, iter_showers, open_writer
-from detsim.io.root import RootLayout
 from detsim.io.validation import ValidationRules
 
 
@@ -27,11 +26,14 @@ def convert(
     chunk_size: int = 10_000,
     n_voxels: int | None = None,
     rules: ValidationRules = ValidationRules(),
-    layout: RootLayout = RootLayout(),
+    layout: Any = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> int:
-    """Convert `source` into `target` (formats from the extensions); returns the number of showers."""
+    """Convert `source` into `target` (formats from the extensions); returns the number of showers.
+
+    `layout` (a RootLayout or a `conf/io/root` mapping) describes every ROOT side; None is the fixed layout.
+    """
     source, target = Path(source), Path(target)
     file_format(target)  # reject an unknown output suffix before reading anything
     if source.resolve() == target.resolve():
@@ -77,7 +79,7 @@ def main(cfg: DictConfig) -> None:
         chunk_size=int(cfg.chunk_size),
         n_voxels=n_voxels,
         rules=ValidationRules.from_config(OmegaConf.to_container(cfg.validation, resolve=True)),
-        layout=RootLayout.from_config(OmegaConf.to_container(cfg.io.root, resolve=True)),
+        layout=OmegaConf.to_container(cfg.io.root, resolve=True),  # uproot is imported only for ROOT files
         overwrite=bool(cfg.overwrite),
     )
     print(f"wrote {n} showers to {cfg.output}")

@@ -71,7 +71,7 @@ def range_rows(ranges: Ranges) -> np.ndarray:
 
 def _pieces(ranges: Ranges, size: int) -> Ranges:
     """Cut ranges into pieces of at most `size` rows: the unit a streaming epoch shuffles."""
-    return [(a, min(a + size, b)) for start, stop in ranges for a in range(start, stop, size)]
+    return [(a, min(a + size, stop)) for start, stop in ranges for a in range(start, stop, size)]
 
 
 def _shard(pieces: Ranges, worker: int, n_workers: int) -> Ranges:
