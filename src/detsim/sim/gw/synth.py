@@ -12,7 +12,7 @@ import csv
 import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -83,8 +83,8 @@ def _antenna(spec: SynthSpec, params: Sequence[Mapping[str, float]]) -> tuple[np
     return fp, fc, dt
 
 
-def synthesise_block(spec: SynthSpec, indices: Sequence[int], out: str | None) -> list[dict[str, Any]]:
-    """Make (and, if `out`, write) the samples `indices`; return their side-CSV rows."""
+def iter_block(spec: SynthSpec, indices: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+    """(strain, signal alone, side-CSV row) of each sample in `indices`; signal is zeros for noise-only."""
     rngs = [np.random.default_rng([spec.seed, int(i)]) for i in indices]
     targets = [int(rng.random() < spec.signal_fraction) for rng in rngs]
     params = [draw_parameters(spec.priors, rng) for rng in rngs]
@@ -93,11 +93,11 @@ def synthesise_block(spec: SynthSpec, indices: Sequence[int], out: str | None) -
     snr_psds = [spec.psd(j, n) for j in range(n_det)]
     noise_psds = [spec.psd(j, spec.noise_samples) for j in range(n_det)]
     cut = (spec.noise_samples - n) // 2
-    rows = []
     for k, index in enumerate(indices):
         p, rng = params[k], rngs[k]
         strain = np.stack([coloured_noise(noise_psds[j], spec.noise_samples, spec.sample_rate, rng)[cut : cut + n]
                            for j in range(n_det)])
+        signal = np.zeros_like(strain)
         snrs = np.zeros(n_det)
         if targets[k]:
             pol = polarisations(p, spec.approximant, spec.sample_rate, spec.f_lower)
@@ -105,16 +105,24 @@ def synthesise_block(spec: SynthSpec, indices: Sequence[int], out: str | None) -
                                for j in range(n_det)])
             snrs = np.array([optimal_snr(signal[j], snr_psds[j], spec.sample_rate, spec.snr_f_lower) for j in range(n_det)])
             scale = p["snr"] / np.sqrt(np.sum(snrs**2))
-            strain += scale * signal
+            signal *= scale
+            strain += signal
             snrs *= scale
             p = {**p, "distance": p["distance"] / scale}
-        sample_id = spec.sample_id(int(index))
-        if out is not None:
-            write_sample(out, sample_id, strain)
-        row = {"id": sample_id, "target": targets[k], **{name: p[name] for name in PARAMETERS if name != "snr"}}
+        row = {"id": spec.sample_id(int(index)), "target": targets[k],
+               **{name: p[name] for name in PARAMETERS if name != "snr"}}
         row["snr_target"] = p["snr"] if targets[k] else 0.0
         row.update({f"snr_{d}": float(s) for d, s in zip(spec.detectors, snrs)})
         row["snr_network"] = float(np.sqrt(np.sum(snrs**2)))
+        yield strain, signal, row
+
+
+def synthesise_block(spec: SynthSpec, indices: Sequence[int], out: str | None) -> list[dict[str, Any]]:
+    """Make (and, if `out`, write) the samples `indices`; return their side-CSV rows."""
+    rows = []
+    for strain, _, row in iter_block(spec, indices):
+        if out is not None:
+            write_sample(out, row["id"], strain)
         rows.append(row)
     return rows
 
