@@ -1,0 +1,42 @@
+"""A few training steps of the GW CNNs through the shared train app, tracked in a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from detsim.cli.train import train
+from detsim.paths import config_dir
+from detsim.sim.gw.synth import synthesise
+
+
+@pytest.fixture(scope="module")
+def g2net_dir(tmp_path_factory):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        sim = compose("simulate", overrides=["simulator=gw"]).simulator
+    return synthesise(sim, n=60, seed=4, out=tmp_path_factory.mktemp("g2net"), progress=False)
+
+
+@pytest.mark.parametrize("experiment", ["g2net_1dcnn", "g2net_cqt"])
+def test_few_steps_log_to_mlflow(g2net_dir, tmp_path, experiment):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    overrides = [
+        f"experiment={experiment}", f"data.data_dir={g2net_dir}", f"data.cache_path={tmp_path}/cache.h5",
+        "data.batch_size=8", "data.val_fraction=0.3", "data.test_fraction=0.3",
+        "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "trainer.accelerator=cpu",
+        f"logger.tracking_uri={uri}", f"paths.output_dir={tmp_path}/out", "callbacks.progress_bar=null",
+    ]
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    val_loss = train(cfg)
+    assert val_loss is not None and val_loss > 0
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs(client.get_experiment_by_name("detsim").experiment_id)
+    metrics = run.data.metrics
+    assert {"train/loss_epoch", "val/loss", "val/auc", "test/auc"} <= set(metrics)
+    assert 0.0 <= metrics["val/auc"] <= 1.0
+    assert run.data.params["model/net/_target_"].startswith("detsim.models.gw_cnn.")
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/roc.png", "plots/efficiency_vs_snr.png"} <= plots
