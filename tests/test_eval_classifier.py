@@ -1,0 +1,119 @@
+"""The evaluator tested on simulator samples: an independent reference must look identical, distorted
+samples must not, and the right feature must say why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from detsim.eval.suite import evaluate_showers
+from detsim.geometry import load_geometry
+from detsim.paths import config_dir
+from detsim.showers import CaloShowers
+from detsim.sim import quick_sample
+
+N_NULL = 6000  # 1500 test showers per class: sigma(AUC) ~ 0.01 under the null, so +-0.03 is a 3-sigma band
+N_DISTORTED = 2500
+
+
+def eval_config(**classifier: Any) -> dict[str, Any]:
+    """The shipped configs with tiny network sizes (the real ones are for real evaluations)."""
+    hist = OmegaConf.load(config_dir() / "eval" / "histograms" / "default.yaml")
+    mlp = OmegaConf.load(config_dir() / "eval" / "classifier" / "mlp.yaml")
+    small = {
+        "backbone": {"hidden": 64, "n_hidden_layers": 2},
+        "lr": 1e-3,
+        "batch_size": 128,
+        "max_epochs": 4,
+        "split": [0.5, 0.25, 0.25],
+        "enable_progress_bar": False,
+        "num_threads": 1,
+    }
+    mlp = OmegaConf.merge(mlp, small, classifier)
+    return {"histograms": OmegaConf.to_container(hist), "classifier": OmegaConf.to_container(mlp)}
+
+
+def geometry(name: str):
+    return load_geometry(config_dir() / "geometry" / f"{name}.yaml")
+
+
+@pytest.fixture(scope="module")
+def ds1():
+    return geometry("calochallenge_ds1_photons")
+
+
+@pytest.fixture(scope="module")
+def reference(ds1) -> CaloShowers:
+    return quick_sample("calochallenge_ds1_photons", "photon", n=N_NULL, seed=11)
+
+
+def seps_by_kind(result, kinds: tuple[str, ...]) -> list[float]:
+    return [v for k, v in result.separation_powers.items() if result.specs[k].kind in kinds]
+
+
+def test_independent_reference_is_indistinguishable(ds1, reference):
+    other = quick_sample("calochallenge_ds1_photons", "photon", n=N_NULL, seed=12)
+    result = evaluate_showers(reference, other, ds1, eval_config(), ("low", "high"), seed=0)
+    m = result.metrics()
+    assert m["auc_low"] == pytest.approx(0.5, abs=0.03)
+    assert m["auc_high"] == pytest.approx(0.5, abs=0.03)
+    assert m["jsd_low"] < 0.02 and m["jsd_high"] < 0.02
+    # statistical floor of the separation power with 50 bins and 6000 showers is ~ 50 / (2 * 6000) ~ 0.004
+    assert max(m["separation_power"].values()) < 0.03
+    assert m["separation_power_mean"] < 0.01
+
+
+def test_energy_scale_plus_5_percent(ds1, reference):
+    other = quick_sample("calochallenge_ds1_photons", "photon", n=N_DISTORTED, seed=13)
+    scaled = CaloShowers(other.incident_energy, other.showers * 1.05)
+    result = evaluate_showers(reference[:N_DISTORTED], scaled, ds1, eval_config(), ("low",), seed=0)
+    seps = result.separation_powers
+    assert result.metrics()["auc_low"] > 0.6
+    assert seps["etot_einc"] > 0.2
+    assert seps["etot_einc"] > 5 * max(v for k, v in seps.items() if k != "etot_einc")
+
+
+def test_widths_plus_20_percent(ds1, reference):
+    # a 20% larger Moliere radius widens every radial profile by 20%
+    wide = quick_sample(
+        "calochallenge_ds1_photons", "photon", n=N_DISTORTED, seed=14,
+        overrides=["detector=atlas_lar_pb", "detector.em.R_M_mm=36.0"],
+    )
+    result = evaluate_showers(reference[:N_DISTORTED], wide, ds1, eval_config(), ("high",), seed=0)
+    assert result.metrics()["auc_high"] > 0.6
+    widths = seps_by_kind(result, ("width",))
+    others = seps_by_kind(result, ("response", "energy", "centre", "sparsity"))
+    assert min(widths) > 0.05
+    assert min(widths) > 3 * max(others)
+
+
+def shift_one_layer_deeper(showers: CaloShowers, n_layers: int) -> CaloShowers:
+    """Uniform geometry: layer l takes the cells of layer l-1; the first layer is empty."""
+    n, n_vox = showers.showers.shape
+    cells = showers.showers.reshape(n, n_layers, -1)
+    deeper = np.zeros_like(cells)
+    deeper[:, 1:] = cells[:, :-1]
+    return CaloShowers(showers.incident_energy, deeper.reshape(n, n_vox))
+
+
+def test_showers_one_layer_deeper():
+    ds2 = geometry("calochallenge_ds2")
+    ref = quick_sample("calochallenge_ds2", "electron", n=1200, seed=21)
+    other = quick_sample("calochallenge_ds2", "electron", n=1200, seed=22)
+    deeper = shift_one_layer_deeper(other, ds2.n_layers)
+    result = evaluate_showers(ref, deeper, ds2, eval_config(max_epochs=3), ("high",), seed=0)
+    assert result.metrics()["auc_high"] > 0.7
+    seps = result.separation_powers
+    # layer 0 is empty by construction, so all its features differ trivially: compare layers 1-10
+    early = range(1, 11)
+    longitudinal = [seps[f"e_layer_{i}"] for i in early]
+    centres = [seps[f"centre_{a}_{i}"] for i in early for a in "xy"]
+    profile = [v for k, v in seps.items() if k.startswith(("e_layer", "sparsity")) and not k.endswith("_0")]
+    others = [v for k, v in seps.items() if k.startswith(("centre", "width", "etot")) and not k.endswith("_0")]
+    assert np.mean(longitudinal) > 5 * np.mean(centres)
+    # the shower also narrows in a given layer (it is younger there), but the longitudinal
+    # profile (energy and hit count per layer) moves most
+    assert max(profile) > 1.2 * max(others)
