@@ -13,8 +13,12 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from detsim.errors import ConfigError
+from detsim.errors import ConfigError, DetsimError
 from detsim.paths import project_root
+
+
+class TrackingServerError(DetsimError):
+    """The MLflow tracking server named in the config cannot be reached."""
 
 
 def default_tracking_uri() -> str:
@@ -58,11 +62,41 @@ def flatten_config(cfg: DictConfig | Mapping[str, Any], sep: str = "/") -> dict[
     return flat
 
 
-def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None):
-    """Lightning's MLFlowLogger from `conf/logger/mlflow.yaml`."""
+def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, in one line, when an http(s) tracking server does not answer its `/health` endpoint.
+
+    MLflow's own client retries with back-off for minutes before it gives up, long after a batch job has
+    allocated its GPUs; a sqlite store needs only a writable folder.
+    """
+    if uri.startswith("sqlite:///"):
+        from detsim.security import checked_output_dir
+
+        checked_output_dir(Path(uri[len("sqlite:///") :]).parent, "MLflow sqlite store")
+        return
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http(s) only, checked above)
+            if response.status != 200:
+                raise TrackingServerError(f"MLflow tracking server {uri}: /health answered HTTP {response.status}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingServerError(
+            f"MLflow tracking server {uri} cannot be reached ({reason}); start it (make mlflow-server) or"
+            " set logger.tracking_uri"
+        ) from None
+
+
+def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None, run_id: str | None = None):
+    """Lightning's MLFlowLogger from `conf/logger/mlflow.yaml`; `run_id` continues an earlier run (resume)."""
     from lightning.pytorch.loggers import MLFlowLogger
 
     uri = resolve_tracking_uri(logger_cfg.get("tracking_uri"))
+    check_tracking_server(uri, float(logger_cfg.get("connect_timeout_s", 5.0)))
     experiment = str(logger_cfg.get("experiment_name", "detsim"))
     artifact_location = logger_cfg.get("artifact_location") or default_artifact_location(uri, experiment)
     tags = {str(k): str(v) for k, v in dict(logger_cfg.get("tags") or {}).items()}
@@ -76,7 +110,18 @@ def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = Non
         tags=tags or None,
         artifact_location=artifact_location,
         log_model=False,
+        run_id=run_id,
     )
+
+
+def mark_run_failed(logger: Any, message: str) -> None:
+    """End the logger's MLflow run as FAILED and keep the reason as a tag and the run description."""
+    if logger is None or getattr(logger, "run_id", None) is None:
+        return
+    client = logger.experiment
+    client.set_tag(logger.run_id, "detsim.failure", message[:5000])
+    client.set_tag(logger.run_id, "mlflow.note.content", f"FAILED: {message}"[:5000])
+    client.set_terminated(logger.run_id, "FAILED")
 
 
 def _mlflow_logger(target: Any):
@@ -115,6 +160,7 @@ def log_figure(target: Any, fig: Any, name: str, artifact_path: str = "plots") -
 
 
 def log_text(target: Any, text: str, name: str) -> bool:
+    """Write `text` to a file called `name` and log it to the Trainer's MLflow run."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_text(text)

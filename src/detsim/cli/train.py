@@ -11,25 +11,70 @@ from typing import Any
 
 import lightning.pytorch as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from detsim.cli.app import hydra_app
 from detsim.errors import ConfigError
-from detsim.tracking import flatten_config, log_artifact, log_text, make_mlflow_logger
+from detsim.security import checked_output_dir, load_checkpoint
+from detsim.tracking import flatten_config, log_artifact, log_text, make_mlflow_logger, mark_run_failed
 
 log = logging.getLogger(__name__)
 
+RUN_ID_FILE = "mlflow_run_id"          # beside the checkpoints: a resumed job continues the same MLflow run
+LIGHTNING_CKPT_KEYS = ("last", "hpc", "best")
+
 
 def run_output_dir(cfg: DictConfig) -> Path:
-    """Hydra's run folder when launched by Hydra, else `paths.output_dir` (tests, compose API)."""
+    """Hydra's run folder when launched by Hydra, else `paths.output_dir` (tests, compose API); resolved and checked.
+
+    Under Hydra `paths.output_dir` is pointed at the same folder, so checkpoints of a multirun job live in its
+    (stable) sweep sub-folder, where a requeued job finds them again.
+    """
     try:
         from hydra.core.hydra_config import HydraConfig
 
         out = Path(HydraConfig.get().runtime.output_dir)
     except ValueError:
         out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = checked_output_dir(out, "run folder")
+    if cfg.get("paths") is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(out)
     return out
+
+
+def newest_checkpoint(cfg: DictConfig, out_dir: Path) -> Path | None:
+    """The newest of `<run folder>/hpc_ckpt_*.ckpt` (preemption) and `last*.ckpt` of the checkpoint callback."""
+    candidates = list(out_dir.glob("hpc_ckpt_*.ckpt"))
+    ckpt_cfg = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    if ckpt_cfg is not None and ckpt_cfg.get("dirpath"):
+        candidates += list(Path(str(ckpt_cfg.dirpath)).glob("last*.ckpt"))
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+
+
+def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
+    """`ckpt_path` as Lightning takes it; `auto` picks the newest checkpoint of this run folder (or none).
+
+    A checkpoint file is first loaded safely (weights only), so a pickle that would run code is rejected with
+    a one-line error before Lightning touches it.
+    """
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is not None and str(ckpt) == "auto":
+        found = newest_checkpoint(cfg, out_dir)
+        log.info("ckpt_path=auto: %s", found or "no checkpoint yet, starting from scratch")
+        ckpt = None if found is None else str(found)
+    if ckpt is None or str(ckpt) in LIGHTNING_CKPT_KEYS:
+        return ckpt
+    path = Path(str(ckpt)).expanduser().resolve()
+    load_checkpoint(path)
+    return str(path)
+
+
+def previous_run_id(out_dir: Path, ckpt_path: str | None) -> str | None:
+    """The MLflow run of an earlier attempt in the same folder, when this one resumes from a checkpoint."""
+    marker = out_dir / RUN_ID_FILE
+    resuming = ckpt_path is not None or any(out_dir.glob("hpc_ckpt_*.ckpt"))
+    return marker.read_text().strip() or None if resuming and marker.is_file() else None
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -64,21 +109,36 @@ def train(cfg: DictConfig) -> float | None:
     """Fit (and optionally test) the configured model; return `cfg.optimized_metric` for sweepers."""
     L.seed_everything(cfg.seed, workers=True)
     out_dir = run_output_dir(cfg)
+    ckpt_path = resume_checkpoint(cfg, out_dir)
+    logger = None
+    if cfg.get("logger"):
+        run_id = previous_run_id(out_dir, ckpt_path)
+        logger = make_mlflow_logger(cfg.logger, run_name=cfg.get("run_name"), run_id=run_id)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model, _convert_="all")  # plain hparams: checkpoints stay weights_only-loadable
     callbacks = build_callbacks(cfg)
-    logger = make_mlflow_logger(cfg.logger, run_name=cfg.get("run_name")) if cfg.get("logger") else None
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir)
     )
     if logger is not None and trainer.global_rank == 0:
-        logger.log_hyperparams(flatten_config(cfg))
-        log_text(trainer, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        if logger._run_id is None:
+            logger.log_hyperparams(flatten_config(cfg))
+            log_text(trainer, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        (out_dir / RUN_ID_FILE).write_text(str(logger.run_id))
         log.info("MLflow run %s at %s", logger.run_id, logger._tracking_uri)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if cfg.get("run_test") and getattr(datamodule, "has_test", True):
-        trainer.test(model, datamodule=datamodule, ckpt_path="best" if _has_best(trainer) else None)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if cfg.get("run_test") and getattr(datamodule, "has_test", True) and not trainer.interrupted:
+            best_ckpt = "best" if _has_best(trainer) else None
+            trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True)
+    except BaseException as exc:
+        if trainer.global_rank == 0:
+            mark_run_failed(logger, f"{type(exc).__name__}: {exc}")
+        raise
+    if _preempted(trainer):
+        log.warning("training stopped by a preemption signal; resume from the checkpoint in %s", out_dir)
+        return None
     best = _has_best(trainer)
     if best:
         log_artifact(trainer, best, "checkpoints")
@@ -90,6 +150,12 @@ def train(cfg: DictConfig) -> float | None:
     if metric_name not in fit_metrics:
         raise ConfigError(f"optimized_metric {metric_name!r} was not logged; logged: {sorted(fit_metrics)}")
     return fit_metrics[metric_name]
+
+
+def _preempted(trainer: L.Trainer) -> bool:
+    from detsim.faults import PreemptionStop
+
+    return any(isinstance(cb, PreemptionStop) and cb.handled for cb in trainer.callbacks)
 
 
 def _has_best(trainer: L.Trainer) -> str | None:
