@@ -70,12 +70,13 @@ def _read_block(handle: h5py.File, layout: str, start: int, stop: int) -> tuple[
     """Read rows [start, stop) as float32 (energies (n,), showers (n, n_voxels)), MeV."""
     path = handle.filename
     try:
+        # HDF5 converts to float32 while reading, so no float64 copy of the chunk is ever held in memory.
         if layout == "calochallenge":
-            e = _dataset(handle, ENERGY_KEY)[start:stop].astype(np.float32).reshape(-1)
-            s = _dataset(handle, SHOWER_KEY)[start:stop].astype(np.float32)
+            e = _dataset(handle, ENERGY_KEY).astype(np.float32)[start:stop].reshape(-1)
+            s = _dataset(handle, SHOWER_KEY).astype(np.float32)[start:stop]
             return e, s
-        layers = [_dataset(handle, k)[start:stop].astype(np.float32) for k in CALOGAN_LAYER_KEYS]
-        e = _dataset(handle, CALOGAN_ENERGY_KEY)[start:stop].astype(np.float32).reshape(-1) * GEV
+        layers = [_dataset(handle, k).astype(np.float32)[start:stop] for k in CALOGAN_LAYER_KEYS]
+        e = (_dataset(handle, CALOGAN_ENERGY_KEY)[start:stop].reshape(-1) * GEV).astype(np.float32)
         return e, np.concatenate([arr.reshape(arr.shape[0], -1) for arr in layers], axis=1)
     except OSError as exc:
         raise DataFileError(path, None, f"readable rows {start}..{stop}", f"read error ({exc})") from exc

@@ -252,6 +252,7 @@ def iter_root(
             except Exception as exc:  # corrupt baskets surface as assorted uproot/decompression errors
                 raise DataFileError(path, layout.tree, f"readable entries from {first}", _one_line(exc)) from exc
             energy, showers = _chunk_arrays(arrays, layout, branches, path, n_voxels, first)
+            del arrays  # the stored-dtype copy must not stay alive while the next chunk is read
             check_shower_chunk(path, energy, showers, n_voxels, keys, rules, first_entry=first)
             yield CaloShowers(energy, showers)
             first += energy.shape[0]
