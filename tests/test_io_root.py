@@ -40,7 +40,7 @@ def test_calogan_geant4_ntuple_reads_gev_as_mev_and_skips_overflow(tmp_path: Pat
         out.mktree("fancy_tree", {**{f"cell_{i}": "f8" for i in range(507)}, "TotalEnergy": "f8"})
         out["fancy_tree"].extend({**{f"cell_{i}": cells[:, i] for i in range(507)}, "TotalEnergy": total_gev})
     layout = layout_config("calogan")
-    back = read_showers(tmp_path / "calogan.root", n_voxels=504, chunk_size=7, root=layout)
+    back = read_showers(tmp_path / "calogan.root", n_voxels=504, chunk_size=12, root=layout)
     np.testing.assert_allclose(back.incident_energy, total_gev * 1000.0, rtol=1e-7)
     np.testing.assert_array_equal(back.showers, cells[:, :504].astype(np.float32))
     every = RootLayout.from_config({**OmegaConf.to_container(OmegaConf.load(config_dir() / "io/root/calogan.yaml")),
