@@ -107,9 +107,9 @@ def incident_energies(
     else:
         if n is None:
             raise ConfigError("generate: a spectrum needs n (how many showers)")
-        from detsim.sim.spectrum import sample_spectrum
+        from detsim.sim.calo.spectra import sample_energies
 
-        values = np.asarray(sample_spectrum(spectrum, int(n), np.random.default_rng(seed)))
+        values = np.asarray(sample_energies(spectrum, int(n), np.random.default_rng(seed)))
     if values.size == 0 or np.any(~np.isfinite(values)) or np.any(values <= 0):
         raise ConfigError(f"generate: incident energies must be positive and finite MeV; got {values[:5]}...")
     return np.resize(values.astype(np.float32), int(n))

@@ -81,6 +81,9 @@ class SigmoidHead(nn.Module):
         self.linear = nn.Linear(n_hidden, n_voxels)
         self.transform = transform
         self.reco_loss = reco_loss
+        with torch.no_grad():  # start near "energy spread evenly" instead of half of E_inc in every voxel
+            p = 1.0 / n_voxels + (transform.alpha if transform.mode == "logit" else 0.0)
+            self.linear.bias.fill_(math.log(p) - math.log1p(-p))
 
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.linear(h)
@@ -131,16 +134,23 @@ class HurdleHead(nn.Module):
 
     def sample_fraction(self, out: Mapping[str, torch.Tensor], lower: torch.Tensor | None,
                         generator: torch.Generator | None) -> torch.Tensor:
-        loc, scale = out["loc"], out["log_scale"].exp()
-        u_hit = torch.rand(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        """One uniform u per voxel: hit if u < p, and then u / p is a fresh uniform for the energy.
+
+        The energy is drawn by inverse CDF of the normal truncated at `lower` (exact, and half the
+        random numbers of separate hit and energy draws: generation speed is a requirement).
+        """
+        loc, p = out["loc"], torch.sigmoid(out["hit"])
+        scale = out["log_scale"].exp()
         u = torch.rand(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
-        if lower is not None:  # inverse-CDF sampling of the truncated normal
+        hit = u < p
+        v = u.div_(p)
+        if lower is not None:
             p_lo = torch.special.ndtr((lower - loc) / scale)
-            u = p_lo + (1.0 - p_lo) * u
-        y = loc + scale * torch.special.ndtri(u.clamp(1e-7, 1.0 - 1e-7))
+            v = torch.lerp(p_lo, torch.ones_like(p_lo), v)
+        y = torch.addcmul(loc, scale, torch.special.ndtri(v.clamp_(1e-7, 1.0 - 1e-7)))
         if lower is not None:
             y = torch.maximum(y, lower)
-        return torch.where(u_hit < torch.sigmoid(out["hit"]), torch.exp(y), torch.zeros_like(y))
+        return y.exp_().mul_(hit)
 
 
 def lower_log_fraction(threshold: float, e_inc: torch.Tensor) -> torch.Tensor | None:

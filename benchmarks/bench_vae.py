@@ -1,0 +1,159 @@
+"""Throughput of the calorimeter VAE, each figure next to a baseline measured in the same run.
+
+Generation: the default dataset-1-photon VAE (conf/model/calo_vae.yaml; also the ATLAS reference)
+at batch 10,000, against (a) the reference simulator on the same geometry, (b) the machine's measured
+float32 matmul peak, i.e. the fraction of the decoder's FLOP limit reached. Target >= 100,000
+showers/s on 2 CPU cores.
+Training: Lightning `Trainer.fit` vs a plain PyTorch loop over the same model, data and optimiser
+(target >= 0.9x).
+
+    python benchmarks/bench_vae.py                      # CPU, 2 threads
+    python benchmarks/bench_vae.py --device cuda        # generation on a GPU (if available)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from detsim.paths import config_dir
+
+GEOMETRY = "calochallenge_ds1_photons"
+
+
+def model_cfg(name: str) -> dict[str, Any]:
+    """A `conf/model/<name>.yaml` (with its defaults list merged) as CaloVAE keyword arguments."""
+    node = OmegaConf.load(config_dir() / "model" / f"{name}.yaml")
+    base = OmegaConf.create()
+    for parent in node.pop("defaults", []):
+        if parent != "_self_":
+            base = OmegaConf.merge(base, OmegaConf.load(config_dir() / "model" / f"{parent}.yaml"))
+    cfg = OmegaConf.to_container(OmegaConf.merge(base, node))
+    cfg.pop("_target_", None)
+    cfg["geometry"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "geometry" / f"{GEOMETRY}.yaml"))
+    detector = OmegaConf.load(config_dir() / "detector" / "atlas_lar_pb.yaml")
+    cfg["readout_threshold_mev"] = float(detector.threshold_MeV)
+    return cfg
+
+
+def best_time(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+    """Fastest of `repeats` timed calls after one warm-up (the least disturbed by other load)."""
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def matmul_peak_gflops(device: str, sync: Callable[[], None], size: int = 2048) -> float:
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    return 2 * size**3 / best_time(lambda: a @ b, 5, sync) / 1e9
+
+
+def decoder_flops_per_shower(model: torch.nn.Module) -> int:
+    """Multiply-adds x 2 of the decoder's linear layers (the matmul FLOP floor of one shower)."""
+    return sum(2 * m.in_features * m.out_features for m in model.generator.decoder.modules()
+               if isinstance(m, torch.nn.Linear))
+
+
+def bench_generation(device: str, batch: int, repeats: int) -> None:
+    from detsim.models.vae import CaloVAE
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    peak = matmul_peak_gflops(device, sync)
+    print(f"float32 matmul peak ({device}, {torch.get_num_threads()} threads): {peak:,.0f} GFLOP/s")
+    energies = torch.as_tensor(2.0 ** np.random.default_rng(0).integers(8, 23, batch), dtype=torch.float32,
+                               device=device)
+    rates = {}
+    for name in ("calo_vae", "calo_vae_atlas"):
+        model = CaloVAE(**model_cfg(name)).to(device).eval()
+        gen = torch.Generator(device=device).manual_seed(0)
+        with torch.inference_mode():
+            dt = best_time(lambda: model.generator(energies, gen), repeats, sync)
+        rate = batch / dt
+        limit = peak * 1e9 / decoder_flops_per_shower(model)
+        rates[name] = rate
+        print(f"{name:16s} generation: {rate:12,.0f} showers/s at batch {batch} "
+              f"({rate / limit:.1%} of the decoder's matmul FLOP limit {limit:,.0f}/s)")
+    if device == "cpu":
+        from detsim.sim import quick_sample
+
+        n = min(batch, 10_000)
+        dt = best_time(lambda: quick_sample(geometry=GEOMETRY, particle="photon", n=n, seed=1), 2)
+        sim_rate = n / dt
+        print(f"reference simulator:        {sim_rate:12,.0f} showers/s")
+        for name, rate in rates.items():
+            print(f"ratio {name} / simulator: {rate / sim_rate:8.1f}x   (target: >= 100,000 showers/s: "
+                  f"{'met' if rate >= 1e5 else 'NOT met'})")
+
+
+def bench_training(steps: int, batch: int) -> None:
+    import lightning as L
+
+    from detsim.models.vae import CaloVAE
+    from detsim.sim import quick_sample
+
+    data = quick_sample(geometry=GEOMETRY, particle="photon", n=batch * 8, seed=1)
+    e, s = torch.as_tensor(data.incident_energy), torch.as_tensor(data.showers)
+    batches = [{"incident_energy": e[i : i + batch], "showers": s[i : i + batch]} for i in range(0, len(e), batch)]
+    loader = [batches[i % len(batches)] for i in range(steps)]
+
+    torch.manual_seed(0)
+    model = CaloVAE(**model_cfg("calo_vae"))
+    opt = model.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    model.train()
+
+    def plain() -> None:
+        for b in loader:
+            opt.zero_grad(set_to_none=True)
+            terms, _, _ = model.loss_terms(b["incident_energy"], b["showers"])
+            terms["loss"].backward()
+            opt.step()
+
+    # `self.log` needs a trainer; the plain loop computes the same loss without it
+    t_plain = best_time(plain, 2)
+
+    def lightning() -> None:
+        L.seed_everything(0, verbose=False)
+        trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                            accelerator="cpu")
+        trainer.fit(CaloVAE(**model_cfg("calo_vae")), torch.utils.data.DataLoader(loader, batch_size=None))
+
+    t_light = best_time(lightning, 2)
+    n = steps * batch
+    print(f"training, batch {batch}, {steps} steps: plain PyTorch {n / t_plain:,.0f} showers/s, "
+          f"Lightning {n / t_light:,.0f} showers/s, ratio Lightning/plain {t_plain / t_light:.2f} (target >= 0.9)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--train-batch", type=int, default=1024)
+    parser.add_argument("--skip-training", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device available")
+    bench_generation(args.device, args.batch, args.repeats)
+    if not args.skip_training and args.device == "cpu":
+        bench_training(args.train_steps, args.train_batch)
+
+
+if __name__ == "__main__":
+    main()

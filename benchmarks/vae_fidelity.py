@@ -1,0 +1,196 @@
+"""Fidelity study of the CaloVAE options on dataset-1-like photons from the reference simulator.
+
+For each variant (a set of overrides of conf/model/calo_vae_atlas.yaml) it trains the VAE through a
+Lightning Trainer on `--n-train` simulator showers, generates as many showers as a held-out simulator
+sample holds (same incident energies), and reports the low-level classifier AUC of detsim.eval's
+two-sample test (held-out simulator vs generated), E_tot/E_inc and hits per layer. A second
+held-out simulator sample gives the AUC floor (simulator vs simulator, ~0.5).
+
+    python benchmarks/vae_fidelity.py --device cuda --epochs 80 --jobs 7     # all variants in parallel
+    python benchmarks/vae_fidelity.py --n-train 3000 --n-holdout 2000 --epochs 1 --variants atlas hurdle_fitted
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from detsim.paths import config_dir
+
+GEOMETRY = "calochallenge_ds1_photons"
+# name -> overrides of the reference (ATLAS) model config
+VARIANTS: dict[str, dict[str, Any]] = {
+    "atlas": {},
+    "atlas_logit": {"preprocessing": {"mode": "logit"}, "encoder": {"input_norm": True}},
+    "hurdle": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"}, "encoder": {"input_norm": True}},
+    "hurdle_fitted": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"},
+                      "encoder": {"input_norm": True}, "prior": {"kind": "fitted", "n_bins": 15}},
+    "hurdle_fitted_layers": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"},
+                             "encoder": {"input_norm": True}, "prior": {"kind": "fitted", "n_bins": 15},
+                             "calibration": "layers"},
+    "hurdle_fitted_kl0.1": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"},
+                            "encoder": {"input_norm": True}, "prior": {"kind": "fitted", "n_bins": 15},
+                            "loss": {"w_kl": 0.1}},
+    "hurdle_fitted_noenergy": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"},
+                               "encoder": {"input_norm": True}, "prior": {"kind": "fitted", "n_bins": 15},
+                               "loss": {"w_etot": 0.0, "w_layer": 0.0}},
+}
+
+
+class GpuBatches:
+    """Shuffled in-memory batches of raw-MeV showers already on the training device."""
+
+    def __init__(self, e: torch.Tensor, s: torch.Tensor, batch_size: int, shuffle: bool, seed: int):
+        self.e, self.s, self.batch_size, self.shuffle = e, s, batch_size, shuffle
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return (len(self.e) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(len(self.e), generator=self.g) if self.shuffle else torch.arange(len(self.e))
+        order = order.to(self.e.device)
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield {"incident_energy": self.e[idx], "showers": self.s[idx]}
+
+
+def simulate(out: Path, n_train: int, n_holdout: int) -> None:
+    from detsim.sim import quick_sample
+
+    for name, n, seed in (("train", n_train, 1), ("holdout", n_holdout, 2), ("holdout2", n_holdout, 3)):
+        path = out / f"{name}.npz"
+        if not path.exists():
+            s = quick_sample(geometry=GEOMETRY, particle="photon", n=n, seed=seed)
+            np.savez(path, e=s.incident_energy, s=s.showers)
+
+
+def load(out: Path, name: str):
+    from detsim.showers import CaloShowers
+
+    d = np.load(out / f"{name}.npz")
+    return CaloShowers(d["e"], d["s"])
+
+
+def threshold_mev() -> float:
+    return float(OmegaConf.load(config_dir() / "detector" / "atlas_lar_pb.yaml").threshold_MeV)
+
+
+def model_kwargs(name: str) -> dict[str, Any]:
+    cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "model" / "calo_vae_atlas.yaml"), VARIANTS[name])
+    cfg = OmegaConf.to_container(cfg)
+    cfg.pop("_target_")
+    cfg["geometry"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "geometry" / f"{GEOMETRY}.yaml"))
+    cfg["readout_threshold_mev"] = threshold_mev()
+    return cfg
+
+
+def summary(showers, geometry) -> dict[str, Any]:
+    r = showers.showers.sum(1) / showers.incident_energy
+    hits = np.stack([(showers.showers[:, sl] > 0).sum(1) for sl in geometry.layer_slices], 1)
+    out: dict[str, Any] = {"hits_per_layer": hits.mean(0).round(1).tolist()}
+    for e in (256, 4096, 65536, 4194304):
+        m = showers.incident_energy == e
+        out[f"response_{e}"] = [round(float(r[m].mean()), 4), round(float(r[m].std()), 4)]
+    return out
+
+
+def auc_low(reference, generated, device: str, seed: int = 0) -> float:
+    """Low-level two-sample AUC with detsim.eval (challenge MLP 3 x 2048 on GPU, 3 x 256 on CPU)."""
+    from hydra.utils import instantiate
+
+    from detsim.eval.classifier import two_sample_test
+    from detsim.eval.features import low_level_inputs
+
+    cfg = OmegaConf.load(config_dir() / "eval" / "classifier" / "mlp.yaml")
+    small = {"backbone": {"hidden": 256}, "max_epochs": 10, "early_stopping_patience": 3}
+    cfg = OmegaConf.merge(cfg, {"enable_progress_bar": False, "max_epochs": 30, "early_stopping_patience": 5,
+                                "accelerator": "gpu" if device == "cuda" else "cpu"}, {} if device == "cuda" else small)
+    x_ref = low_level_inputs(reference, float(cfg.voxel_scale))
+    x_gen = low_level_inputs(generated, float(cfg.voxel_scale))
+    res = two_sample_test(x_ref, x_gen, lambda d: instantiate(cfg.backbone, input_dim=d), cfg, seed)
+    return round(float(res.auc), 4)
+
+
+def run_variant(args: tuple[str, str, int, str, int]) -> dict[str, Any]:
+    name, out_dir, epochs, device, batch_size = args
+    import lightning as L
+
+    from detsim.models.vae import CaloVAE
+    from detsim.showers import CaloShowers
+
+    torch.set_num_threads(2)
+    out = Path(out_dir)
+    L.seed_everything(1, workers=True)
+    train = load(out, "train")
+    n_val = len(train) // 10
+    e = torch.as_tensor(train.incident_energy, device=device)
+    s = torch.as_tensor(train.showers, device=device)
+    train_dl = GpuBatches(e[n_val:], s[n_val:], batch_size, True, 1)
+    val_dl = GpuBatches(e[:n_val], s[:n_val], 4096, False, 1)
+    model = CaloVAE(**model_kwargs(name))
+    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if device == "cuda" else "cpu", logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    t0 = time.time()
+    trainer.fit(model, train_dl, val_dl)
+    train_s = time.time() - t0
+    model = model.to(device).eval()
+    hold = load(out, "holdout")
+    g = torch.Generator(device=device).manual_seed(1)
+    gen = np.concatenate([
+        model.sample(torch.as_tensor(hold.incident_energy[i : i + 10000], device=device), g).cpu().numpy()
+        for i in range(0, len(hold), 10000)
+    ])
+    gen = CaloShowers(hold.incident_energy, gen)
+    result = {"variant": name, "train_s": round(train_s, 1), "val_loss": float(trainer.callback_metrics["val/loss"]),
+              **summary(gen, model.geometry), "auc_low": auc_low(hold, gen, device)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-train", type=int, default=100_000)
+    parser.add_argument("--n-holdout", type=int, default=50_000)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--out", default="vae_fidelity")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    simulate(out, args.n_train, args.n_holdout)
+    print(f"simulated in {time.time() - t0:.1f} s", flush=True)
+    from detsim.geometry import load_geometry
+
+    geometry = load_geometry(model_kwargs("atlas")["geometry"])
+    hold, hold2 = load(out, "holdout"), load(out, "holdout2")
+    floor = {"variant": "simulator_vs_simulator", **summary(hold2, geometry), "auc_low": None}
+    jobs = [(v, str(out), args.epochs, args.device, args.batch_size) for v in args.variants]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(min(args.jobs, len(jobs))) as pool:
+        pending = pool.map_async(run_variant, jobs)
+        floor["auc_low"] = auc_low(hold, hold2, args.device)
+        print(json.dumps(floor), flush=True)
+        results = pending.get()
+    results.append(floor)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"{'variant':28s} {'AUC low':>8s} {'E/Einc 4GeV':>14s} {'E/Einc 65GeV':>14s}  hits per layer")
+    for r in results:
+        print(f"{r['variant']:28s} {r['auc_low']:8.3f} {r['response_4096'][0]:7.3f}+-{r['response_4096'][1]:.3f}"
+              f" {r['response_65536'][0]:7.3f}+-{r['response_65536'][1]:.3f}  {r['hits_per_layer']}")
+
+
+if __name__ == "__main__":
+    main()
