@@ -156,3 +156,20 @@ class MatchedFilter:
             snr2 = _snr_squared(self._data(strain[start:stop]), self._templates(params[start:stop], n), n_lags)
             scores[start:stop] = _network(snr2, self.coincidence, lo, hi).sqrt().cpu().numpy()
         return scores
+
+
+def baseline_scores(raw: Mapping[str, Any], side_csv: str, whitener: Whitener, sim: Mapping[str, Any],
+                    bank_cfg: Mapping[str, Any], device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+    """Bank and true-template matched-filter statistics of a datamodule split (`G2NetDataModule.raw`)."""
+    from detsim.io.g2net import read_side_column
+
+    ids = raw["ids"]
+    keys = ("mass1", "mass2", "spin1z", "spin2z")
+    columns = {k: read_side_column(side_csv, ids, k) for k in keys}
+    params = [{k: float(columns[k][i]) for k in keys} for i in range(len(ids))]
+    t_merger = sim["priors"]["t_merger"]
+    mf = MatchedFilter(whitener, str(sim["approximant"]), float(sim["f_lower"]),
+                       (float(t_merger["low"]), float(t_merger["high"])), float(bank_cfg["coincidence"]), device=device)
+    bank = bank_parameters(bank_cfg, sim["priors"])
+    return {"mf_true": mf.true_scores(raw["strain"], params, progress),
+            f"mf_bank{len(bank)}": mf.bank_scores(raw["strain"], bank, progress)}
