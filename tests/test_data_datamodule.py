@@ -90,6 +90,7 @@ def test_workers_share_the_rows_without_duplicates(shower_file: Path) -> None:
 
 def test_max_showers_and_geometry_checks(shower_file: Path) -> None:
     module = _module(shower_file, max_showers=100)
+    assert module.has_test and not CaloDataModule(shower_file, n_voxels=V, splits={"train": 0.9, "val": 0.1}).has_test
     assert module.n_rows == 100 and max(module.split_rows("train").max(), module.split_rows("test").max()) < 100
     with pytest.raises(ConfigError, match="contradicts"):
         CaloDataModule(shower_file, geometry=config_dir() / "geometry" / "calogan.yaml", n_voxels=V)

@@ -53,6 +53,8 @@ def convert(
                     writer = open_writer(partial, chunk.n_voxels, root=layout)
                 writer.append(chunk)
                 bar.advance(task, len(chunk))
+        if writer is None:
+            raise DataFileError(source, None, "at least one shower", "none read")
         writer.close()
         os.replace(partial, target)
     except BaseException:

@@ -126,6 +126,13 @@ class CaloDataModule(pl.LightningDataModule):
                     seed=self.seed, num_workers=self.num_workers,
                 )
 
+    @property
+    def has_test(self) -> bool:
+        """Whether a test split with rows exists (the train app skips `trainer.test` otherwise)."""
+        if self.ranges:
+            return bool(self.ranges.get("test"))
+        return self.splits.get("test", 0.0) > 0
+
     def split_rows(self, name: str) -> np.ndarray:
         """File row indices of a split (after `setup`)."""
         return range_rows(self.ranges[name])
