@@ -27,7 +27,8 @@ def test_cli_converts_hdf5_to_a_calogan_ntuple_losslessly(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert "wrote 60 showers" in done.stdout
-    back = read_showers(tmp_path / "out.root", root={"mode": "cells", "tree": "fancy_tree", "energy_branch": "TotalEnergy", "energy_to_mev": 1000.0})
+    layout = {"mode": "cells", "tree": "fancy_tree", "energy_branch": "TotalEnergy", "energy_to_mev": 1000.0}
+    back = read_showers(tmp_path / "out.root", root=layout)
     np.testing.assert_array_equal(back.showers, data.showers)
     np.testing.assert_array_equal(back.incident_energy, data.incident_energy)
 

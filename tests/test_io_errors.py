@@ -138,7 +138,8 @@ def gev_energies(d: Path, fmt: str) -> Case:
 def jagged_length(d: Path, fmt: str) -> Case:
     path = d / "ragged.root"
     with uproot.recreate(path) as out:
-        out["showers"] = {"incident_energy": np.full(3, 1000.0), "showers": ak.Array([np.ones(N_VOXELS), np.ones(N_VOXELS - 1), np.ones(N_VOXELS)])}
+        rows = ak.Array([np.ones(N_VOXELS), np.ones(N_VOXELS - 1), np.ones(N_VOXELS)])
+        out["showers"] = {"incident_energy": np.full(3, 1000.0), "showers": rows}
     return Case(path, "showers/showers", N_VOXELS)
 
 
@@ -212,7 +213,8 @@ def cli_runs(cases: dict[tuple[str, str], Case]) -> dict[tuple[str, str], tuple[
         output = folder / ("out.root" if fmt == "h5" else "out.h5")
         argv = [*_convert_command(), f"input={case.path}", f"output={output}", f"hydra.run.dir={folder / 'hydra'}"]
         argv += [a for a in case.cli if a.startswith("geometry=")]
-        running[(name, fmt)] = (subprocess.Popen(argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), output)
+        proc = subprocess.Popen(argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        running[(name, fmt)] = (proc, output)
     results = {}
     for key, (proc, output) in running.items():
         out, err = proc.communicate(timeout=120)

