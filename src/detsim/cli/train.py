@@ -86,8 +86,12 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return callbacks
 
 
-def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: Any) -> None:
-    """Log `model.mlflow_model()` (plain module + input example) with a signature, if the model offers it."""
+def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: Any, logger_cfg: Any) -> None:
+    """Log `model.mlflow_model()` (plain module + input example) with a signature, if the model offers it.
+
+    `logger.model_format` picks MLflow's serialisation: "pickle" (default) works for generators that draw
+    random numbers shaped by the batch, which torch.export ("pt2") cannot trace with a dynamic batch size.
+    """
     if trainer.global_rank != 0 or logger is None or not hasattr(model, "mlflow_model"):
         return
     import mlflow
@@ -101,7 +105,11 @@ def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: An
     mlflow.set_tracking_uri(logger._tracking_uri)
     with mlflow.start_run(run_id=logger.run_id):
         mlflow.pytorch.log_model(
-            module, name="model", signature=infer_signature(example, output), input_example=example
+            module,
+            name="model",
+            signature=infer_signature(example, output),
+            input_example=example,
+            serialization_format=str(logger_cfg.get("model_format", "pickle")),
         )
 
 
@@ -143,7 +151,7 @@ def train(cfg: DictConfig) -> float | None:
     if best:
         log_artifact(trainer, best, "checkpoints")
     if cfg.logger and cfg.logger.get("log_model", True):
-        log_inference_model(trainer, model, logger)
+        log_inference_model(trainer, model, logger, cfg.logger)
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None
