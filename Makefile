@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.detsim-installed
 
-.PHONY: install run test test-all bench lock mlflow-server clean
+.PHONY: install run test test-all bench lock mlflow-server mlflow-server-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,17 @@ bench: $(STAMP)
 
 clean:
 	rm -rf outputs multirun results mlruns mlflow.db mlartifacts lightning_logs
+
+# --- production (docs/production.md) ---------------------------------------------------------------
+MLFLOW_PORT ?= 5000
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_DIR ?= mlflow-server
+
+lock: $(STAMP)                 ## pin every dependency (torch aside) into requirements.lock
+	$(BIN)/python docker/make_lock.py
+
+mlflow-server: $(STAMP)        ## MLflow server on 127.0.0.1: sqlite backend + artifact root in $(MLFLOW_DIR)/
+	$(BIN)/python -m detsim.tracking_server start --dir $(MLFLOW_DIR) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+
+mlflow-server-stop:            ## stop the server started by `make mlflow-server` (by its PID file)
+	$(BIN)/python -m detsim.tracking_server stop --dir $(MLFLOW_DIR)

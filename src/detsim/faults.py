@@ -146,15 +146,46 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 class RNGStateCheckpoint(L.Callback):
-    """Save the torch/numpy/python RNG states in each checkpoint and restore them on resume.
+    """Save the RNG states (global torch/numpy/python and the train loader's own generator) in each checkpoint.
 
-    Without it a resumed run reshuffles its data with a fresh RNG and its weights drift away from those of
-    an uninterrupted run with the same seed.
+    Without them a resumed run reshuffles its data differently and its weights drift away from those of an
+    uninterrupted run with the same seed. The states are put back in `on_train_start`, i.e. after the
+    sanity-check validation, whose sampling (a VAE draws latent noise) would otherwise consume them.
     """
 
-    def state_dict(self) -> dict[str, Any]:
-        return _rng_state()
+    KEY = "detsim_rng_states"
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict:
-            _set_rng_state(state_dict)
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        state = _rng_state()
+        generator = _train_generator(trainer)
+        if generator is not None:
+            state["train_loader"] = generator.get_state()
+        checkpoint[self.KEY] = state
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._pending = checkpoint.get(self.KEY)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending is None:
+            return
+        _set_rng_state(self._pending)
+        generator = _train_generator(trainer)
+        if generator is not None and "train_loader" in self._pending:
+            generator.set_state(self._pending["train_loader"])
+            # Lightning created this epoch's loader iterator before `on_train_start`, drawing its seed from the
+            # unrestored generator; recreate it so it draws from the restored state, as the uninterrupted run did.
+            fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+            if fetcher is not None:
+                iter(fetcher)
+        self._pending = None
+
+
+def _train_generator(trainer: L.Trainer) -> torch.Generator | None:
+    """The torch.Generator a shuffling train DataLoader draws its permutations from, if it has its own."""
+    loader = trainer.train_dataloader
+    sampler = getattr(loader, "sampler", None)
+    generator = getattr(sampler, "generator", None) or getattr(loader, "generator", None)
+    return generator if isinstance(generator, torch.Generator) else None
