@@ -35,10 +35,16 @@ def pool_adjacent_violators(y: np.ndarray, weights: np.ndarray | None = None) ->
 
 @dataclass(frozen=True)
 class IsotonicCalibrator:
-    """Piecewise-linear monotone map score -> probability; clipped outside the fitted range."""
+    """Piecewise-linear monotone map score -> probability; clipped outside the fitted range.
+
+    Probabilities are kept within [1/(n+1), n/(n+1)] for n fitted rows: a block of the fit that
+    held only one class says the probability is small, not zero, and an exact 0 or 1 would turn
+    one test shower into a cross-entropy of 100 (torch's clamp) and the JSD estimate negative.
+    """
 
     x: np.ndarray
     y: np.ndarray
+    eps: float = 0.0
 
     @classmethod
     def fit(cls, scores: np.ndarray, labels: np.ndarray) -> "IsotonicCalibrator":
@@ -54,7 +60,8 @@ class IsotonicCalibrator:
             same_prev = np.r_[False, fitted[1:] == fitted[:-1]]
             same_next = np.r_[fitted[:-1] == fitted[1:], False]
             keep = ~(same_prev & same_next)
-        return cls(uniq[keep], fitted[keep])
+        return cls(uniq[keep], fitted[keep], 1.0 / (len(scores) + 1))
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
-        return np.interp(np.asarray(scores, dtype=np.float64), self.x, self.y)
+        p = np.interp(np.asarray(scores, dtype=np.float64), self.x, self.y)
+        return np.clip(p, self.eps, 1.0 - self.eps)
