@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,31 +28,41 @@ def _plus(mass1: float, mass2: float, spin1z: float, spin2z: float, approximant:
     return polarisations(params, approximant, sample_rate, f_lower)
 
 
-def wrapped_template(params: Mapping[str, float], n: int, approximant: str, sample_rate: float, f_lower: float,
-                     ringdown: float = 0.25) -> np.ndarray:
+def wrap_at_merger(plus: np.ndarray, merger_index: int, n: int, sample_rate: float, ringdown: float = 0.25) -> np.ndarray:
     """h+ with the merger at sample 0, the ringdown after it and the last n - ringdown samples of
     inspiral wrapped to the end: correlating it with data peaks at the merger sample."""
-    pol = _plus(float(params["mass1"]), float(params["mass2"]), float(params["spin1z"]), float(params["spin2z"]),
-                approximant, float(sample_rate), float(f_lower))
     after = int(ringdown * sample_rate)
     out = np.zeros(n)
-    i0, series = pol.merger_index, pol.plus
-    tail = series[i0 : i0 + after]
+    tail = plus[merger_index : merger_index + after]
     out[: len(tail)] = tail
-    before = series[max(i0 - (n - after), 0) : i0]
+    before = plus[max(merger_index - (n - after), 0) : merger_index]
     if len(before):
         out[n - len(before) :] = before
     return out
 
 
-def template_spectra(params: Sequence[Mapping[str, float]], whitener: Whitener, n: int, approximant: str,
-                     f_lower: float) -> np.ndarray:
-    """(K, n_det, n_freq) normalised template spectra, in band, in the same units as `whitener.spectrum`."""
-    waves = np.stack([wrapped_template(p, n, approximant, whitener.sample_rate, f_lower) for p in params])
+def wrapped_template(params: Mapping[str, float], n: int, approximant: str, sample_rate: float, f_lower: float,
+                     ringdown: float = 0.25) -> np.ndarray:
+    """`wrap_at_merger` of the pycbc h+ (face-on, zero phase) of the intrinsic parameters in `params`."""
+    pol = _plus(float(params["mass1"]), float(params["mass2"]), float(params["spin1z"]), float(params["spin2z"]),
+                approximant, float(sample_rate), float(f_lower))
+    return wrap_at_merger(pol.plus, pol.merger_index, n, sample_rate, ringdown)
+
+
+def whitened_spectra(waves: np.ndarray, whitener: Whitener) -> np.ndarray:
+    """(K, n_det, n_freq) normalised spectra of wrapped templates (K, n), in band, in `whitener.spectrum`'s units."""
+    n = waves.shape[-1]
     w = whitener.window(n)
     norm = np.sqrt(whitener.psd * whitener.sample_rate * np.sum(w**2) / 2.0)           # (n_det, F)
     spectra = np.fft.rfft(waves, axis=-1)[:, None, :] / np.where(norm > 0, norm, np.inf)[None]
     return spectra * whitener.in_band(n)
+
+
+def template_spectra(params: Sequence[Mapping[str, float]], whitener: Whitener, n: int, approximant: str,
+                     f_lower: float) -> np.ndarray:
+    """(K, n_det, n_freq) normalised template spectra, in band, in the same units as `whitener.spectrum`."""
+    return whitened_spectra(np.stack([wrapped_template(p, n, approximant, whitener.sample_rate, f_lower)
+                                      for p in params]), whitener)
 
 
 def bank_parameters(bank: Mapping[str, Any], priors: Mapping[str, Any]) -> list[dict[str, float]]:
@@ -145,6 +155,15 @@ class MatchedFilter:
         return scores
 
     def true_scores(self, strain: np.ndarray, params: Sequence[Mapping[str, float]], progress: bool = False) -> np.ndarray:
+        n = strain.shape[-1]
+        return self.own_template_scores(
+            strain, lambda sl: np.stack([wrapped_template(p, n, self.approximant, self.whitener.sample_rate, self.f_lower)
+                                         for p in params[sl]]), progress)
+
+    def own_template_scores(self, strain: np.ndarray, waves: Callable[[slice], np.ndarray] | np.ndarray,
+                            progress: bool = False) -> np.ndarray:
+        """Each sample filtered with its own wrapped template (`wrap_at_merger`): `waves` is an (N, n) array
+        or a function giving the templates of a slice of samples (so pycbc-free callers can supply them)."""
         from rich.progress import track
 
         n = strain.shape[-1]
@@ -152,9 +171,12 @@ class MatchedFilter:
         scores = np.empty(len(strain))
         starts = range(0, len(strain), self.batch)
         for start in track(starts, description="matched filter (true templates)", disable=not progress):
-            stop = min(start + self.batch, len(strain))
-            snr2 = _snr_squared(self._data(strain[start:stop]), self._templates(params[start:stop], n), n_lags)
-            scores[start:stop] = _network(snr2, self.coincidence, lo, hi).sqrt().cpu().numpy()
+            sl = slice(start, min(start + self.batch, len(strain)))
+            batch_waves = waves(sl) if callable(waves) else waves[sl]
+            spectra = whitened_spectra(np.asarray(batch_waves, dtype=np.float64), self.whitener)[..., : self._band(n)]
+            t = torch.as_tensor(spectra, dtype=torch.complex64, device=self.device)
+            snr2 = _snr_squared(self._data(strain[sl]), t, n_lags)
+            scores[sl] = _network(snr2, self.coincidence, lo, hi).sqrt().cpu().numpy()
         return scores
 
 

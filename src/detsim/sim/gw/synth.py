@@ -19,7 +19,7 @@ import numpy as np
 from detsim.io.g2net import write_labels, write_sample
 from detsim.sim.gw.noise import analytic_psd, coloured_noise, optimal_snr
 from detsim.sim.gw.priors import PARAMETERS, draw_parameters
-from detsim.sim.gw.waveform import polarisations, project
+from detsim.sim.gw.waveform import Polarisations, polarisations, project
 
 ID_MULTIPLIER = 0x9E3779B97F  # odd, so i -> (offset + i * M) mod 16**10 is a bijection: ids never collide
 ID_SPACE = 16**10
@@ -69,18 +69,40 @@ class SynthSpec:
         return analytic_psd(self.psds[detector], n_samples, self.sample_rate, self.psd_f_low)
 
 
-def _antenna(spec: SynthSpec, params: Sequence[Mapping[str, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """F+, Fx and arrival delay (n, n_det) at each sample's merger time, vectorised over samples."""
+def antenna(detectors: Sequence[str], gps: np.ndarray, ra: np.ndarray, dec: np.ndarray,
+            polarization: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F+, Fx and arrival delay after the Earth centre, (n, n_det), at GPS times `gps` (pycbc.detector)."""
     from pycbc.detector import Detector
 
-    ra, dec, pol, t = (np.array([p[k] for p in params]) for k in ("ra", "dec", "polarization", "t_merger"))
-    gps = spec.gps_start + t
-    fp, fc, dt = (np.empty((len(params), len(spec.detectors))) for _ in range(3))
-    for j, name in enumerate(spec.detectors):
+    fp, fc, dt = (np.empty((len(gps), len(detectors))) for _ in range(3))
+    for j, name in enumerate(detectors):
         det = Detector(name)
-        fp[:, j], fc[:, j] = det.antenna_pattern(ra, dec, pol, gps)
+        fp[:, j], fc[:, j] = det.antenna_pattern(ra, dec, polarization, gps)
         dt[:, j] = det.time_delay_from_earth_center(ra, dec, gps)
     return fp, fc, dt
+
+
+def _antenna(spec: SynthSpec, params: Sequence[Mapping[str, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F+, Fx and arrival delay (n, n_det) at each sample's merger time, vectorised over samples."""
+    ra, dec, pol, t = (np.array([p[k] for p in params]) for k in ("ra", "dec", "polarization", "t_merger"))
+    return antenna(spec.detectors, spec.gps_start + t, ra, dec, pol)
+
+
+def noise_segment(noise_psds: Sequence[np.ndarray], noise_samples: int, n: int, sample_rate: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """(n_det, n) coloured noise: drawn over noise_samples per detector and the middle n kept, so it is not periodic."""
+    cut = (noise_samples - n) // 2
+    return np.stack([coloured_noise(psd, noise_samples, sample_rate, rng)[cut : cut + n] for psd in noise_psds])
+
+
+def scaled_signal(pol: Polarisations, f_plus: Sequence[float], f_cross: Sequence[float], arrivals: Sequence[float],
+                  snr: float, snr_psds: Sequence[np.ndarray], n: int, sample_rate: float,
+                  snr_f_lower: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(n_det, n) projected signal scaled to network optimal SNR `snr`, its per-detector SNRs and the scale factor."""
+    signal = np.stack([project(pol, fp, fc, t, n, sample_rate) for fp, fc, t in zip(f_plus, f_cross, arrivals)])
+    snrs = np.array([optimal_snr(s, psd, sample_rate, snr_f_lower) for s, psd in zip(signal, snr_psds)])
+    scale = float(snr / np.sqrt(np.sum(snrs**2)))
+    return signal * scale, snrs * scale, scale
 
 
 def iter_block(spec: SynthSpec, indices: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
@@ -92,22 +114,16 @@ def iter_block(spec: SynthSpec, indices: Sequence[int]) -> Iterator[tuple[np.nda
     n, n_det = spec.n_samples, len(spec.detectors)
     snr_psds = [spec.psd(j, n) for j in range(n_det)]
     noise_psds = [spec.psd(j, spec.noise_samples) for j in range(n_det)]
-    cut = (spec.noise_samples - n) // 2
     for k, index in enumerate(indices):
         p, rng = params[k], rngs[k]
-        strain = np.stack([coloured_noise(noise_psds[j], spec.noise_samples, spec.sample_rate, rng)[cut : cut + n]
-                           for j in range(n_det)])
+        strain = noise_segment(noise_psds, spec.noise_samples, n, spec.sample_rate, rng)
         signal = np.zeros_like(strain)
         snrs = np.zeros(n_det)
         if targets[k]:
             pol = polarisations(p, spec.approximant, spec.sample_rate, spec.f_lower)
-            signal = np.stack([project(pol, fp[k, j], fc[k, j], p["t_merger"] + dt[k, j], n, spec.sample_rate)
-                               for j in range(n_det)])
-            snrs = np.array([optimal_snr(signal[j], snr_psds[j], spec.sample_rate, spec.snr_f_lower) for j in range(n_det)])
-            scale = p["snr"] / np.sqrt(np.sum(snrs**2))
-            signal *= scale
+            signal, snrs, scale = scaled_signal(pol, fp[k], fc[k], p["t_merger"] + dt[k], p["snr"], snr_psds, n,
+                                                spec.sample_rate, spec.snr_f_lower)
             strain += signal
-            snrs *= scale
             p = {**p, "distance": p["distance"] / scale}
         row = {"id": spec.sample_id(int(index)), "target": targets[k],
                **{name: p[name] for name in PARAMETERS if name != "snr"}}
