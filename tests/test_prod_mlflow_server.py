@@ -110,17 +110,17 @@ def test_run_page_in_headless_chromium(trained_on_server, tmp_path):
     base = f"{handle.url}/#/experiments/{experiment['experiment_id']}/runs/{run['info']['run_id']}"
     try:
         driver.get(base)
-        WebDriverWait(driver, 60).until(lambda d: "val/loss" in d.find_element(By.TAG_NAME, "body").text)
+        WebDriverWait(driver, 180).until(lambda d: "val/loss" in d.find_element(By.TAG_NAME, "body").text)
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "train/loss" in body
         driver.save_screenshot(str(out / "mlflow_run_overview.png"))
         plot = next(f["path"] for f in rest(handle.url, "artifacts/list", run_id=run["info"]["run_id"],
                                              path=PLOT_DIR)["files"] if f["path"].endswith(".png"))
         driver.get(f"{base}/artifacts/{plot}")
-        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "img[src*='get-artifact']"))
+        WebDriverWait(driver, 180).until(lambda d: d.find_elements(By.CSS_SELECTOR, "img[src^='blob:']"))
         driver.save_screenshot(str(out / "mlflow_run_plot.png"))
         driver.get(f"{base}/model-metrics")
-        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "canvas, svg.main-svg"))
+        WebDriverWait(driver, 180).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "svg.main-svg")) >= 2)
         driver.save_screenshot(str(out / "mlflow_run_charts.png"))
     finally:
         driver.quit()

@@ -91,12 +91,34 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def prepare_sqlite_store(uri: str, experiment_name: str, artifact_location: str | None = None) -> None:
+    """Create the sqlite schema and the experiment under a file lock.
+
+    Parallel jobs of a multirun (submitit, several GPUs) otherwise race on a fresh database: both run the
+    schema migrations ("table _alembic_tmp_experiments already exists") or both create the experiment.
+    """
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    db_path = Path(uri[len("sqlite:///") :])
+    with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(uri)
+        if client.get_experiment_by_name(experiment_name) is None:
+            location = artifact_location or default_artifact_location(uri, experiment_name)
+            client.create_experiment(experiment_name, artifact_location=location)
+
+
 def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None, run_id: str | None = None):
     """Lightning's MLFlowLogger from `conf/logger/mlflow.yaml`; `run_id` continues an earlier run (resume)."""
     from lightning.pytorch.loggers import MLFlowLogger
 
     uri = resolve_tracking_uri(logger_cfg.get("tracking_uri"))
     check_tracking_server(uri, float(logger_cfg.get("connect_timeout_s", 5.0)))
+    if uri.startswith("sqlite:///"):
+        prepare_sqlite_store(uri, experiment_name=str(logger_cfg.get("experiment_name", "detsim")),
+                             artifact_location=logger_cfg.get("artifact_location"))
     experiment = str(logger_cfg.get("experiment_name", "detsim"))
     artifact_location = logger_cfg.get("artifact_location") or default_artifact_location(uri, experiment)
     tags = {str(k): str(v) for k, v in dict(logger_cfg.get("tags") or {}).items()}
