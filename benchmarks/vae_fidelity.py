@@ -27,21 +27,29 @@ from detsim.paths import config_dir
 
 GEOMETRY = "calochallenge_ds1_photons"
 # name -> overrides of the reference (ATLAS) model config
+_HURDLE = {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"}, "encoder": {"input_norm": True}}
+_FITTED = {**_HURDLE, "prior": {"kind": "fitted", "n_bins": 15}}
+_WEIBULL = {**_FITTED, "decoder": {"output": "hurdle", "energy": "weibull"}}
 VARIANTS: dict[str, dict[str, Any]] = {
     "atlas": {},
     "atlas_logit": {"preprocessing": {"mode": "logit"}, "encoder": {"input_norm": True}},
-    "hurdle": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"}, "encoder": {"input_norm": True}},
-    "hurdle_fitted": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"},
-                      "encoder": {"input_norm": True}, "prior": {"kind": "fitted", "n_bins": 15}},
-    "hurdle_fitted_layers": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"},
-                             "encoder": {"input_norm": True}, "prior": {"kind": "fitted", "n_bins": 15},
-                             "calibration": "layers"},
-    "hurdle_fitted_kl0.1": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"},
-                            "encoder": {"input_norm": True}, "prior": {"kind": "fitted", "n_bins": 15},
-                            "loss": {"w_kl": 0.1}},
-    "hurdle_fitted_noenergy": {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"},
-                               "encoder": {"input_norm": True}, "prior": {"kind": "fitted", "n_bins": 15},
-                               "loss": {"w_etot": 0.0, "w_layer": 0.0}},
+    "hurdle": _HURDLE,
+    "hurdle_fitted": _FITTED,
+    "hurdle_fitted_layers": {**_FITTED, "calibration": "layers"},
+    "hurdle_fitted_kl0.1": {**_FITTED, "loss": {"w_kl": 0.1}},
+    "hurdle_fitted_noenergy": {**_FITTED, "loss": {"w_etot": 0.0, "w_layer": 0.0}},
+    "weibull_fitted": _WEIBULL,
+    "weibull_fitted_layers": {**_WEIBULL, "calibration": "layers"},
+    "weibull_fitted_plateau": {**_WEIBULL, "optimizer": {"plateau": {"factor": 0.5, "patience": 5}}},
+    "weibull_fitted_wide": {**_WEIBULL, "decoder": {"output": "hurdle", "energy": "weibull",
+                                                    "hidden": [64, 128, 256, 512]}},
+    "weibull_fitted_noenergy": {**_WEIBULL, "loss": {"w_etot": 0.0, "w_layer": 0.0}},
+    # conf/model/calo_vae.yaml as shipped, and variations of it
+    "default": {"_default": True},
+    "default_wide": {"_default": True, "decoder": {"hidden": [64, 128, 256, 512]}},
+    "default_latent16": {"_default": True, "latent_dim": 16},
+    "default_bs512": {"_default": True, "_batch_size": 512},
+    "default_patience3": {"_default": True, "optimizer": {"plateau": {"factor": 0.5, "patience": 3}}},
 }
 
 
@@ -85,8 +93,13 @@ def threshold_mev() -> float:
 
 
 def model_kwargs(name: str) -> dict[str, Any]:
-    cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "model" / "calo_vae_atlas.yaml"), VARIANTS[name])
-    cfg = OmegaConf.to_container(cfg)
+    overrides = {k: v for k, v in VARIANTS[name].items() if not k.startswith("_")}
+    cfg = OmegaConf.load(config_dir() / "model" / "calo_vae_atlas.yaml")
+    if VARIANTS[name].get("_default"):
+        default = OmegaConf.load(config_dir() / "model" / "calo_vae.yaml")
+        default.pop("defaults")
+        cfg = OmegaConf.merge(cfg, default)
+    cfg = OmegaConf.to_container(OmegaConf.merge(cfg, overrides))
     cfg.pop("_target_")
     cfg["geometry"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "geometry" / f"{GEOMETRY}.yaml"))
     cfg["readout_threshold_mev"] = threshold_mev()
@@ -134,6 +147,7 @@ def run_variant(args: tuple[str, str, int, str, int]) -> dict[str, Any]:
     n_val = len(train) // 10
     e = torch.as_tensor(train.incident_energy, device=device)
     s = torch.as_tensor(train.showers, device=device)
+    batch_size = VARIANTS[name].get("_batch_size", batch_size)
     train_dl = GpuBatches(e[n_val:], s[n_val:], batch_size, True, 1)
     val_dl = GpuBatches(e[:n_val], s[:n_val], 4096, False, 1)
     model = CaloVAE(**model_kwargs(name))
@@ -177,6 +191,7 @@ def main() -> None:
     geometry = load_geometry(model_kwargs("atlas")["geometry"])
     hold, hold2 = load(out, "holdout"), load(out, "holdout2")
     floor = {"variant": "simulator_vs_simulator", **summary(hold2, geometry), "auc_low": None}
+    print(json.dumps({"variant": "simulator", **summary(hold, geometry)}), flush=True)
     jobs = [(v, str(out), args.epochs, args.device, args.batch_size) for v in args.variants]
     ctx = mp.get_context("spawn")
     with ctx.Pool(min(args.jobs, len(jobs))) as pool:

@@ -81,3 +81,15 @@ def test_weights_per_layer_and_kl_warmup():
     assert losses.LossWeights(layer=0.5).resolve(3).layer_list == [0.5, 0.5, 0.5]
     with pytest.raises(ConfigError, match="one weight per layer"):
         losses.LossWeights(layer=[1.0, 1.0]).resolve(5)
+
+
+def test_truncated_weibull_nll_matches_scipy():
+    from scipy.stats import weibull_min
+
+    k, lam, t, x = 0.6, 2.0, 0.1, 0.7
+    y = torch.tensor([[math.log(x)]])
+    loc, log_scale = torch.tensor([[math.log(lam)]]), torch.tensor([[-math.log(k)]])
+    nll = losses.truncated_weibull_nll(y, loc, log_scale, torch.tensor([[math.log(t)]]), torch.ones(1, 1)).item()
+    # density of log x under the Weibull truncated at t: f(x) x / S(t)
+    expected = -(weibull_min.logpdf(x, k, scale=lam) + math.log(x) - weibull_min.logsf(t, k, scale=lam))
+    assert nll == pytest.approx(expected, rel=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import numpy as np
 import pytest
@@ -108,3 +110,28 @@ def test_few_training_steps_log_every_term_and_reduce_the_loss(output, tmp_path)
     energies = torch.full((8,), 4096.0)
     assert torch.equal(model.sample(energies, torch.Generator().manual_seed(1)),
                        loaded.sample(energies, torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("energy", ["lognormal", "weibull"])
+def test_hurdle_sampler_draws_the_distribution_it_is_trained_on(energy):
+    """Hit rate and truncated energy quantiles of the sampler agree with scipy's distributions."""
+    from scipy import stats
+
+    from detsim.models.vae import HurdleHead
+
+    head = HurdleHead(4, 1, -5.0, 1.0, energy)
+    n, p_hit, loc, s, lower = 200_000, 0.3, -2.0, 0.8, -3.0
+    out = {"hit": torch.full((n, 1), math.log(p_hit / (1 - p_hit))), "loc": torch.full((n, 1), loc),
+           "log_scale": torch.full((n, 1), math.log(s))}
+    frac = head.sample_fraction(out, torch.full((n, 1), lower), torch.Generator().manual_seed(0)).numpy().ravel()
+    hits = frac[frac > 0]
+    assert abs(len(hits) / n - p_hit) < 0.005
+    assert hits.min() >= math.exp(lower) * (1 - 1e-6)
+    if energy == "lognormal":
+        dist = stats.truncnorm((lower - loc) / s, np.inf, loc=loc, scale=s)
+        expected = dist.ppf([0.1, 0.5, 0.9])
+    else:  # log x is Gumbel-min; truncated by conditioning x > e^lower
+        k, lam = 1 / s, math.exp(loc)
+        tail = stats.weibull_min(k, scale=lam).sf(math.exp(lower))
+        expected = np.log(stats.weibull_min(k, scale=lam).isf(tail * (1 - np.array([0.1, 0.5, 0.9]))))
+    assert np.quantile(np.log(hits), [0.1, 0.5, 0.9]) == pytest.approx(expected, abs=0.02)

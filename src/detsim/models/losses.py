@@ -75,6 +75,22 @@ def truncated_normal_nll(
     return (nll * mask).sum(dim=1).mean()
 
 
+def truncated_weibull_nll(
+    y: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor, lower: torch.Tensor | None, mask: torch.Tensor
+) -> torch.Tensor:
+    """NLL of y = log x, x ~ Weibull(shape 1/s, scale e^loc) truncated below at e^lower, s = e^log_scale.
+
+    In log space a Weibull is a (left-skewed) Gumbel-min: a sharp upper edge and a long tail to low
+    energies, like the log of the Gamma-distributed voxel energies of a sampling calorimeter, where a
+    symmetric log-normal over-produces very hot voxels. Truncation and sampling stay closed-form.
+    """
+    z = ((y - loc) / log_scale.exp()).clamp(max=50.0)
+    nll = log_scale - z + z.exp()
+    if lower is not None:
+        nll = nll - ((lower - loc) / log_scale.exp()).clamp(max=50.0).exp()
+    return (nll * mask).sum(dim=1).mean()
+
+
 @dataclass
 class LossWeights:
     """Weights of the terms; `layer` is one weight per layer (a scalar is broadcast)."""

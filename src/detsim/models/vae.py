@@ -105,10 +105,21 @@ class SigmoidHead(nn.Module):
 
 
 class HurdleHead(nn.Module):
-    """Per voxel: hit probability, and log(E_voxel / E_inc) given a hit ~ normal truncated at the threshold."""
+    """Per voxel: a hit probability, and E_voxel / E_inc given a hit, truncated at the readout threshold.
 
-    def __init__(self, n_hidden: int, n_voxels: int, log_scale_min: float, log_scale_max: float):
+    `energy` picks the distribution given a hit: `lognormal` (log-energy normal) or `weibull` (log-energy
+    Gumbel-min, left-skewed like the log of Gamma-distributed sampling fluctuations). Both are
+    parametrised by a location `loc` and a log-space width `log_scale` and have closed-form sampling.
+    """
+
+    ENERGIES = ("lognormal", "weibull")
+
+    def __init__(self, n_hidden: int, n_voxels: int, log_scale_min: float, log_scale_max: float,
+                 energy: str = "lognormal"):
         super().__init__()
+        if energy not in self.ENERGIES:
+            raise ConfigError(f"model.decoder.energy: expected one of {self.ENERGIES}, found {energy!r}")
+        self.energy = energy
         self.linear = nn.Linear(n_hidden, 3 * n_voxels)
         self.log_scale_range = (log_scale_min, log_scale_max)
         with torch.no_grad():  # start near "energy spread evenly": keeps the energy terms O(1) at step 0
@@ -123,31 +134,43 @@ class HurdleHead(nn.Module):
         hit = (showers > threshold).to(showers.dtype)
         y = torch.log((showers / e_inc.reshape(-1, 1)).clamp_min(1e-30))
         lower = lower_log_fraction(threshold, e_inc)
+        nll = losses.truncated_normal_nll if self.energy == "lognormal" else losses.truncated_weibull_nll
         return {
             "hit": losses.hit_bce(out["hit"], hit),
-            "hit_energy": losses.truncated_normal_nll(y, out["loc"], out["log_scale"], lower, hit),
+            "hit_energy": nll(y, out["loc"], out["log_scale"], lower, hit),
         }
 
     def mean_fraction(self, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Expected E_voxel / E_inc (ignoring the truncation, a small correction above threshold)."""
         scale = out["log_scale"].exp()
-        return torch.sigmoid(out["hit"]) * torch.exp(out["loc"] + 0.5 * scale * scale)
+        if self.energy == "lognormal":
+            log_mean = out["loc"] + 0.5 * scale * scale
+        else:
+            log_mean = out["loc"] + torch.lgamma(1.0 + scale)
+        return torch.sigmoid(out["hit"]) * torch.exp(log_mean)
 
     def sample_fraction(self, out: Mapping[str, torch.Tensor], lower: torch.Tensor | None,
                         generator: torch.Generator | None) -> torch.Tensor:
         """One uniform u per voxel: hit if u < p, and then u / p is a fresh uniform for the energy.
 
-        The energy is drawn by inverse CDF of the normal truncated at `lower` (exact, and half the
-        random numbers of separate hit and energy draws: generation speed is a requirement).
+        The energy is drawn by inverse CDF of the distribution truncated at `lower` (exact, and half
+        the random numbers of separate hit and energy draws: generation speed is a requirement).
         """
         loc, p = out["loc"], torch.sigmoid(out["hit"])
         scale = out["log_scale"].exp()
         u = torch.rand(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
         hit = u < p
-        v = u.div_(p)
-        if lower is not None:
-            p_lo = torch.special.ndtr((lower - loc) / scale)
-            v = torch.lerp(p_lo, torch.ones_like(p_lo), v)
-        y = torch.addcmul(loc, scale, torch.special.ndtri(v.clamp_(1e-7, 1.0 - 1e-7)))
+        v = u.div_(p).clamp_(1e-7, 1.0 - 1e-7)
+        if self.energy == "weibull":  # (x / lambda)^k = (t / lambda)^k - log v
+            g = -torch.log(v)
+            if lower is not None:
+                g = g.add_(((lower - loc) / scale).clamp_(max=50.0).exp_())
+            y = torch.addcmul(loc, scale, g.log_())
+        else:
+            if lower is not None:
+                p_lo = torch.special.ndtr((lower - loc) / scale)
+                v = torch.lerp(p_lo, torch.ones_like(p_lo), v).clamp_(1e-7, 1.0 - 1e-7)
+            y = torch.addcmul(loc, scale, torch.special.ndtri(v))
         if lower is not None:
             y = torch.maximum(y, lower)
         return y.exp_().mul_(hit)
@@ -195,13 +218,19 @@ class LatentPrior(nn.Module):
         """Fit mean and covariance per bin; bins with too few samples fall back to all samples."""
         if self.kind != "fitted" or z.shape[0] < 2:
             return
+        finite = torch.isfinite(z).all(dim=1)
+        c, z = c[finite], z[finite]
+        if z.shape[0] < 2:
+            return
         eye = torch.eye(z.shape[1], device=z.device, dtype=z.dtype)
         bins = self._bin(c)
         for b in range(self.n_bins):
             sel = z[bins == b] if int((bins == b).sum()) >= self.min_count else z
             cov = torch.cov(sel.T).reshape(z.shape[1], z.shape[1]) + 1e-4 * eye
-            self.loc[b] = sel.mean(dim=0)
-            self.chol[b] = torch.linalg.cholesky(cov)
+            chol, info = torch.linalg.cholesky_ex(cov)
+            if int(info) == 0:  # keep the previous fit for a bin whose covariance is degenerate
+                self.loc[b] = sel.mean(dim=0)
+                self.chol[b] = chol
 
     def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         eps = torch.randn(c.shape[0], self.loc.shape[1], generator=generator, device=c.device, dtype=c.dtype)
@@ -301,7 +330,7 @@ class CaloVAE(L.LightningModule):
             head: nn.Module = SigmoidHead(dec_hidden[-1], n_vox, self.transform, decoder.get("reco_loss", "mse"))
         elif output == "hurdle":
             head = HurdleHead(dec_hidden[-1], n_vox, float(decoder.get("log_scale_min", -5.0)),
-                              float(decoder.get("log_scale_max", 1.0)))
+                              float(decoder.get("log_scale_max", 1.0)), decoder.get("energy", "lognormal"))
         else:
             raise ConfigError(f"model.decoder.output: expected one of {HEADS}, found {output!r}")
         prior_cfg = dict(_plain(prior) or {})
@@ -351,11 +380,15 @@ class CaloVAE(L.LightningModule):
         e_inc, showers = unpack_batch(batch)
         terms, c, z = self.loss_terms(e_inc.float(), showers.float())
         on_step = stage == "train"
+        # Training steps log every term only on the steps the logger writes (self.log costs per call).
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        if on_step and self.global_step % max(every, 1):
+            terms = {"loss": terms["loss"]}
+        elif on_step:
+            terms["kl_weight"] = torch.tensor(self.weights.kl_at(self.global_step))
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=not on_step,
                      prog_bar=name == "loss", batch_size=len(e_inc))
-        if stage == "train":
-            self.log("train/kl_weight", self.weights.kl_at(self.global_step), on_step=True, on_epoch=False)
         return terms["loss"], c, z
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
