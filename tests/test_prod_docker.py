@@ -55,6 +55,7 @@ def test_dockerfile_is_non_root_uses_the_lock_and_lints_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_entrypoint_runs_the_detsim_clis():
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     result = subprocess.run([str(REPO / "docker" / "entrypoint.sh"), "train", "--help"], capture_output=True,

@@ -86,7 +86,8 @@ def _slurm_env(tmp_path: Path, with_scontrol: bool) -> dict[str, str]:
     )
 
 
-@pytest.mark.parametrize("with_scontrol", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("with_scontrol", [False, True])
 def test_sigusr1_checkpoints_requeues_and_stops(tmp_path, showers, with_scontrol):
     run = tmp_path / "run"
     args = tiny_overrides(tmp_path, showers) + ["trainer=slurm", "trainer.max_epochs=200"]

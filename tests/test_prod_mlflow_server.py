@@ -55,6 +55,7 @@ def trained_on_server(tmp_path_factory):
     assert not tracking_server.is_healthy(handle.url)
 
 
+@pytest.mark.slow
 def test_training_against_a_server_is_readable_over_rest(trained_on_server):
     handle, _, runs = trained_on_server
     (run,) = runs
@@ -72,6 +73,20 @@ def test_training_against_a_server_is_readable_over_rest(trained_on_server):
     assert any(f["path"].endswith(".png") for f in plots)
     # artifacts live in the server's artifact root, not in the client's folder
     assert any((handle.state_dir / "artifacts").rglob("config.yaml"))
+
+
+def test_server_starts_on_loopback_answers_rest_and_stops_by_pid(tmp_path):
+    handle = tracking_server.start(tmp_path / "state", port=free_port())
+    try:
+        created = rest(handle.url, "experiments/create", {"name": "review"})
+        got = rest(handle.url, "experiments/get", experiment_id=created["experiment_id"])
+        assert got["experiment"]["name"] == "review"
+        assert (tmp_path / "state" / "mlflow.db").is_file()
+        assert int((tmp_path / "state" / "server.pid").read_text()) == handle.pid
+    finally:
+        assert tracking_server.stop(handle.state_dir)
+    assert not tracking_server.is_healthy(handle.url)
+    assert not (tmp_path / "state" / "server.pid").exists()
 
 
 def test_server_binds_loopback_by_default():

@@ -26,6 +26,7 @@ def multirun(tmp_path: Path, showers: Path, extra: list[str], timeout_s: int = 6
     return out
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_each_job_as_a_real_process(tmp_path, showers):
     multirun(tmp_path, showers, ["hydra/launcher=local", "seed=1,2"])
     runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
