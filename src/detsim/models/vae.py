@@ -380,9 +380,10 @@ class CaloVAE(L.LightningModule):
         e_inc, showers = unpack_batch(batch)
         terms, c, z = self.loss_terms(e_inc.float(), showers.float())
         on_step = stage == "train"
-        # Training steps log every term only on the steps the logger writes (self.log costs per call).
+        # Training steps log every term only on the steps Lightning writes to the logger ((step + 1) % n
+        # == 0), since each self.log call costs time; the loss is logged on every step.
         every = self.trainer.log_every_n_steps if self._trainer is not None else 1
-        if on_step and self.global_step % max(every, 1):
+        if on_step and (self.global_step + 1) % max(every, 1):
             terms = {"loss": terms["loss"]}
         elif on_step:
             terms["kl_weight"] = torch.tensor(self.weights.kl_at(self.global_step))

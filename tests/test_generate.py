@@ -1,0 +1,99 @@
+"""detsim.generate and detsim-generate: checkpoints in, valid shower files out, reproducible per seed."""
+
+from __future__ import annotations
+
+import h5py
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from detsim.cli.generate import generate
+from detsim.errors import ConfigError, DataFileError
+from detsim.generate import generate_to_file, incident_energies, load_generator
+from detsim.io import read_showers, write_showers
+from detsim.models.vae import CaloVAE
+from detsim.paths import config_dir
+from detsim.sim import quick_sample
+
+N_VOXELS = 368
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "showers.h5"
+    write_showers(path, quick_sample(geometry="calochallenge_ds1_photons", particle="photon", n=256, seed=2))
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(reference, tmp_path_factory):
+    """The default model config after a few real Lightning steps, saved as a checkpoint."""
+    model_cfg = OmegaConf.load(config_dir() / "model" / "calo_vae_atlas.yaml")
+    model_cfg = OmegaConf.merge(model_cfg, {k: v for k, v in OmegaConf.load(config_dir() / "model" / "calo_vae.yaml").items()
+                                            if k != "defaults"})
+    kwargs = {k: v for k, v in OmegaConf.to_container(model_cfg).items() if k not in ("_target_", "geometry")}
+    kwargs["geometry"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "geometry" / "calochallenge_ds1_photons.yaml"))
+    kwargs["readout_threshold_mev"] = 0.02
+    model = CaloVAE(**kwargs)
+    showers = read_showers(reference)
+    batches = [{"incident_energy": torch.as_tensor(showers.incident_energy[i : i + 64]),
+                "showers": torch.as_tensor(showers.showers[i : i + 64])} for i in range(0, 256, 64)]
+    batches = torch.utils.data.DataLoader(batches, batch_size=None)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path_factory.mktemp("fit"))
+    trainer.fit(model, batches, batches)
+    path = tmp_path_factory.mktemp("ckpt") / "vae.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def _run_cli(overrides: list[str]) -> str:
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return generate(compose("generate", overrides=[*overrides, "progress=false"]))
+
+
+def test_cli_writes_a_valid_file_with_the_reference_energies(checkpoint, reference, tmp_path):
+    out = tmp_path / "generated.h5"
+    _run_cli([f"ckpt={checkpoint}", "n=null", "seed=1", f"out={out}", f"reference={reference}", "batch_size=100"])
+    gen, ref = read_showers(out, n_voxels=N_VOXELS), read_showers(reference)
+    assert len(gen) == len(ref)
+    np.testing.assert_array_equal(gen.incident_energy, ref.incident_energy)
+    assert gen.showers.min() >= 0
+    assert not np.any((gen.showers > 0) & (gen.showers < 0.02))  # the training data's readout threshold
+    with h5py.File(out) as handle:
+        assert handle["showers"].dtype == np.float64 and handle["incident_energies"].shape == (len(ref), 1)
+        assert "mlflow_run_id" not in handle.attrs  # this checkpoint was not tracked
+
+
+def test_same_seed_same_file_other_seed_other_showers(checkpoint, tmp_path):
+    loaded = load_generator(checkpoint)
+    energies = incident_energies(500, energies=[256.0, 4096.0, 65536.0])
+    paths = [generate_to_file(loaded, energies, tmp_path / f"{name}.h5", batch_size=128, seed=seed, progress=False)
+             for name, seed in (("a", 7), ("b", 7), ("c", 8))]
+    a, b, c = (read_showers(p).showers for p in paths)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # the batch size does not change the showers' distribution, only the random stream
+    assert abs(a.sum(1).mean() - c.sum(1).mean()) < 0.2 * a.sum(1).mean()
+
+
+def test_root_output_and_spectrum_energies(checkpoint, tmp_path):
+    out = tmp_path / "generated.root"
+    _run_cli([f"ckpt={checkpoint}", "n=200", "seed=3", f"out={out}", "spectrum=ds1_discrete"])
+    gen = read_showers(out, n_voxels=N_VOXELS)
+    assert len(gen) == 200
+    assert set(np.log2(gen.incident_energy).round().astype(int)) <= set(range(8, 23))
+
+
+def test_user_errors_name_what_is_wrong(checkpoint, tmp_path):
+    with pytest.raises(DataFileError, match="no such file"):
+        load_generator(tmp_path / "missing.ckpt")
+    with pytest.raises(DataFileError, match="a .ckpt file, an MLflow run id"):
+        load_generator("not-a-model")
+    with pytest.raises(ConfigError, match="exactly one of"):
+        incident_energies(10)
+    with pytest.raises(ConfigError, match="positive"):
+        incident_energies(10, energies=[-5.0])
