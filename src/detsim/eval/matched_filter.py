@@ -174,6 +174,8 @@ class MatchedFilter:
             sl = slice(start, min(start + self.batch, len(strain)))
             batch_waves = waves(sl) if callable(waves) else waves[sl]
             spectra = whitened_spectra(np.asarray(batch_waves, dtype=np.float64), self.whitener)[..., : self._band(n)]
+            # the statistic ignores the template's scale: unit norm keeps |T|^2 sums inside complex64's range
+            spectra /= np.maximum(np.linalg.norm(spectra, axis=-1, keepdims=True), 1e-300)
             t = torch.as_tensor(spectra, dtype=torch.complex64, device=self.device)
             snr2 = _snr_squared(self._data(strain[sl]), t, n_lags)
             scores[sl] = _network(snr2, self.coincidence, lo, hi).sqrt().cpu().numpy()
