@@ -72,7 +72,7 @@ def test_lock_builds_a_working_environment_in_a_fresh_venv(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     subprocess.run(["sh", str(REPO / "docker" / "install.sh"), str(python), str(REPO)], check=True, env=env,
                    timeout=1500)
-    installed = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True)
+    installed = subprocess.run([str(python), "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True)
     frozen = {_norm(n): v for n, v in (line.split("==") for line in installed.stdout.splitlines() if "==" in line)}
     for name, version in lock_pins().items():
         assert frozen.get(name) == version, name
