@@ -4,6 +4,7 @@ Self-contained, one command (also on a GPU machine with the project installed):
     python benchmarks/bench_gw.py --n 24000 --epochs 10 --device cuda --workers 16
 Prints synthesis samples/s per core, training samples/s, and ROC AUCs (overall and in SNR bins) of the
 CNN, the true-template matched filter (the bound) and the template-bank matched filter, on one test set.
+On a GPU machine without pycbc use benchmarks/gw_bundle.py (here) + benchmarks/gw_device_run.py (there).
 """
 
 from __future__ import annotations

@@ -212,10 +212,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_test = min(args.n_test or bundle.size("test"), bundle.size("test"))
     report: dict[str, Any] = {"bundle": str(args.bundle), "device": args.device, "workers": args.workers,
                               "torch": torch.__version__}
-    if args.device.startswith("cuda"):
-        report["gpu"] = torch.cuda.get_device_name(0)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     t0 = time.perf_counter()
     raw_train, _ = rebuild_split(bundle, "train", n_all, args.workers)
@@ -226,6 +222,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"rebuild: {n_all + n_test} samples in {dt:.1f} s with {args.workers} processes "
           f"= {(n_all + n_test) / dt / args.workers:.1f} samples/s per core (numpy part only; pycbc part in the bundle)")
 
+    if args.device.startswith("cuda"):   # after the fork of the rebuild workers
+        report["gpu"] = torch.cuda.get_device_name(0)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    t0 = time.perf_counter()
     y_all = bundle.arrays["train_target"][:n_all].astype(np.float32)
     y_test = bundle.arrays["test_target"][:n_test].astype(np.float32)
     n_val = int(round(n_all * float(bundle.meta["data"]["val_fraction"])))
@@ -234,6 +235,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     whitener.fit(raw_train[:n_train][y_all[:n_train] == 0])
     x_all, x_test = whitener(raw_train), whitener(raw_test)
     del raw_train
+    report["whitening_seconds"] = time.perf_counter() - t0
+    print(f"whitening: fit on {int(np.sum(y_all[:n_train] == 0))} noise-only training samples, applied to "
+          f"{n_all + n_test} in {report['whitening_seconds']:.1f} s")
 
     net, training = train_cnn(bundle, x_all[:n_train], y_all[:n_train], x_all[n_train:], y_all[n_train:],
                               args.device, args.minutes, args.max_epochs, args.batch_size, args.seed)
