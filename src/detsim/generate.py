@@ -116,17 +116,24 @@ def incident_energies(
 
 
 def iter_generated(
-    loaded: LoadedGenerator, energies: np.ndarray, batch_size: int = 10_000, seed: int = 1, progress: bool = True
+    loaded: LoadedGenerator, energies: np.ndarray, batch_size: int = 10_000, seed: int = 1, progress: bool = True,
+    compile: bool = False,
 ) -> Iterator[CaloShowers]:
-    """Yield generated chunks; the showers depend only on (model, energies, batch_size, seed)."""
+    """Yield generated chunks; the showers depend only on (model, energies, batch_size, seed, compile).
+
+    compile: run the generator through `torch.compile`, which fuses the per-voxel sampling ops
+    (about 3x faster on CPU after a compilation of tens of seconds; worth it for millions of showers).
+    Compiled generation is reproducible per seed but draws a different random stream than eager.
+    """
     device = next(loaded.module.parameters()).device
     generator = torch.Generator(device=device).manual_seed(int(seed))
+    module = torch.compile(loaded.module) if compile else loaded.module
     columns = (TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.inference_mode():
         task = bar.add_task("generate", total=len(energies))
         for start in range(0, len(energies), batch_size):
             e = torch.as_tensor(energies[start : start + batch_size], device=device)
-            showers = loaded.module(e, generator).float().cpu().numpy()
+            showers = module(e, generator).float().cpu().numpy()
             bar.advance(task, len(e))
             yield CaloShowers(e.cpu().numpy(), showers)
 
@@ -139,12 +146,13 @@ def generate_to_file(
     seed: int = 1,
     root: Any = None,
     progress: bool = True,
+    compile: bool = False,
 ) -> Path:
     """Write generated showers to `out` (HDF5 CaloChallenge layout, or ROOT by extension)."""
     attrs = {"generator": "detsim CaloVAE", "seed": int(seed)}
     if loaded.mlflow_run_id:
         attrs["mlflow_run_id"] = loaded.mlflow_run_id
     with open_writer(out, loaded.n_voxels, root=root, attrs=attrs) as writer:
-        for chunk in iter_generated(loaded, energies, batch_size, seed, progress):
+        for chunk in iter_generated(loaded, energies, batch_size, seed, progress, compile):
             writer.append(chunk)
     return Path(out)

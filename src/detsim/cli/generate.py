@@ -24,7 +24,7 @@ def generate(cfg: DictConfig) -> str:
         spectrum=spectrum, seed=int(cfg.seed), root=root,
     )
     out = generate_to_file(loaded, energies, cfg.out, int(cfg.batch_size), int(cfg.seed), root=root,
-                           progress=bool(cfg.get("progress", True)))
+                           progress=bool(cfg.get("progress", True)), compile=bool(cfg.get("compile", False)))
     run = f" (MLflow run {loaded.mlflow_run_id})" if loaded.mlflow_run_id else ""
     print(f"wrote {len(energies)} showers to {out}{run}")
     return str(out)

@@ -275,9 +275,9 @@ class ShowerGenerator(nn.Module):
         frac = head.sample_fraction(out, lower_log_fraction(self.threshold_mev, e_inc), generator)
         if self.calibration != "none":
             frac = self._calibrate(frac, head.mean_fraction(out))
-        showers = (frac * e_inc.reshape(-1, 1)).clamp_min(0.0)
+        showers = frac.mul_(e_inc.reshape(-1, 1)).clamp_min_(0.0)
         if self.threshold_mev > 0:
-            showers = torch.where(showers >= self.threshold_mev, showers, torch.zeros_like(showers))
+            showers = showers.masked_fill_(showers < self.threshold_mev, 0.0)
         return showers
 
 
@@ -421,7 +421,8 @@ class CaloVAE(L.LightningModule):
         if not plateau:
             return opt
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **dict(plateau))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}
+        # strict=False: a fit without validation (benchmarks, limit_val_batches=0) keeps the learning rate
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "strict": False}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the MLflow run, so files generated from this checkpoint can name it."""

@@ -135,6 +135,7 @@ class ValidationPlots(L.Callback):
         self.max_showers = int(max_showers)
         self.n_bins, self.n_single, self.seed, self.dpi = int(n_bins), int(n_single), int(seed), int(dpi)
         self._reference: CaloShowers | None = None
+        self._last: tuple[int, Path] | None = None  # (global step, folder) of the latest plots
         self.written: list[Path] = []
 
     def _reference_showers(self, trainer: L.Trainer) -> CaloShowers:
@@ -160,6 +161,7 @@ class ValidationPlots(L.Callback):
         paths.append(plot_profiles(geometry, ref, gen, out, self.dpi))
         paths.append(plot_images(geometry, ref, gen, out, self.n_single, self.dpi))
         log_artifact(trainer, out, f"validation_plots/{tag}")
+        self._last = (trainer.global_step, out)
         self.written += paths
         return paths
 
@@ -170,5 +172,10 @@ class ValidationPlots(L.Callback):
         self.make_plots(trainer, pl_module, f"epoch{epoch:03d}")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.val_dataloaders is not None:
-            self.make_plots(trainer, pl_module, "final")
+        if trainer.val_dataloaders is None:
+            return
+        if self._last is not None and self._last[0] == trainer.global_step:
+            # the weights have not changed since the last plots: log those as the final ones
+            log_artifact(trainer, self._last[1], "validation_plots/final")
+            return
+        self.make_plots(trainer, pl_module, "final")
