@@ -90,7 +90,7 @@ def test_few_training_steps_log_every_term_and_reduce_the_loss(output, tmp_path)
         loss={"kl_warmup_steps": 10},
     )
     L.seed_everything(0)
-    trainer = L.Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
                         default_root_dir=tmp_path, callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path)])
     first = trainer.validate(model, data, verbose=False)[0]["val/loss"]
     trainer.fit(model, data, data)
