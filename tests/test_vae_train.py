@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+import torch
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -82,3 +83,27 @@ def test_generate_from_the_mlflow_run_id(trained, tmp_path):
     assert len(showers) == 300 and showers.showers.min() >= 0
     with h5py.File(out) as handle:
         assert handle.attrs["mlflow_run_id"] == run_id
+
+
+@pytest.mark.parametrize("experiment", ["calo_vae_ds2", "calo_vae_root"])
+def test_other_experiments_compose_into_a_model_and_data(experiment, ds1_file, tmp_path):
+    """ds2: the model builds for 6480 voxels with the Si-W threshold; root: the datamodule reads a ROOT file."""
+    from hydra.utils import instantiate
+
+    from detsim.io import read_showers
+
+    path = ds1_file
+    if experiment == "calo_vae_root":
+        path = tmp_path / "showers.root"
+        write_showers(path, read_showers(ds1_file))
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}", f"data.path={path}", "data.batch_size=32"])
+    model = instantiate(cfg.model)
+    assert model.geometry.n_voxels == (6480 if experiment == "calo_vae_ds2" else 368)
+    assert model.threshold == pytest.approx(cfg.detector.threshold_MeV)
+    if experiment == "calo_vae_root":
+        data = instantiate(cfg.data)
+        data.setup("fit")
+        batch = next(iter(data.train_dataloader()))
+        terms, _, _ = model.loss_terms(batch["incident_energy"], batch["showers"])
+        assert torch.isfinite(terms["loss"])
