@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf outputs multirun results mlruns mlflow.db mlartifacts lightning_logs
+	rm -rf outputs multirun results mlruns mlflow.db mlflow.db.lock mlartifacts lightning_logs runs mlflow-server
 
 # --- production (docs/production.md) ---------------------------------------------------------------
 MLFLOW_PORT ?= 5000
