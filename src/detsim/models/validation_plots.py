@@ -95,8 +95,11 @@ def plot_profiles(geometry: Geometry, ref: CaloShowers, gen: CaloShowers, out: P
 def _draw_layer(ax: Any, layer: Any, values: np.ndarray, vmin: float, vmax: float) -> Any:
     norm = matplotlib.colors.LogNorm(vmin=vmin, vmax=vmax)
     image = np.where(values > 0, values, np.nan).reshape(layer.shape)
-    if isinstance(layer, RadialLayer):  # (alpha, r) cells drawn on polar axes
-        return ax.pcolormesh(layer.alpha_edges(), np.asarray(layer.r_edges), image.T, norm=norm, cmap="viridis")
+    if isinstance(layer, RadialLayer):  # (alpha, r-bin) cells on polar axes; rings equally wide for legibility
+        alpha_edges = layer.alpha_edges()
+        if layer.n_alpha == 1:  # a full ring: split it so the polar mesh has non-degenerate cells
+            alpha_edges, image = np.linspace(-np.pi, np.pi, 37), np.repeat(image, 36, axis=0)
+        return ax.pcolormesh(alpha_edges, np.arange(layer.n_r + 1), image.T, norm=norm, cmap="viridis")
     return ax.imshow(image, norm=norm, cmap="viridis", origin="lower")
 
 
