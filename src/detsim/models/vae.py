@@ -171,8 +171,7 @@ class HurdleHead(nn.Module):
                 p_lo = torch.special.ndtr((lower - loc) / scale)
                 v = torch.lerp(p_lo, torch.ones_like(p_lo), v).clamp_(1e-7, 1.0 - 1e-7)
             y = torch.addcmul(loc, scale, torch.special.ndtri(v))
-        if lower is not None:
-            y = torch.maximum(y, lower)
+        # y >= lower holds by construction (up to rounding, which the generator's threshold cut absorbs)
         return y.exp_().mul_(hit)
 
 
@@ -275,7 +274,7 @@ class ShowerGenerator(nn.Module):
         frac = head.sample_fraction(out, lower_log_fraction(self.threshold_mev, e_inc), generator)
         if self.calibration != "none":
             frac = self._calibrate(frac, head.mean_fraction(out))
-        showers = frac.mul_(e_inc.reshape(-1, 1)).clamp_min_(0.0)
+        showers = frac.mul_(e_inc.reshape(-1, 1))  # every head returns fractions >= 0
         if self.threshold_mev > 0:
             showers = showers.masked_fill_(showers < self.threshold_mev, 0.0)
         return showers
