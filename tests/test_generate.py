@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import h5py
-import lightning as L
+import lightning.pytorch as L
 import numpy as np
 import pytest
 import torch

@@ -63,7 +63,7 @@ def test_slurm_launcher_renders_an_sbatch_script_with_requeue_signal():
 
 
 def test_optuna_sweep_two_trials_are_child_runs_of_one_sweep_run(tmp_path, showers):
-    multirun(tmp_path, showers, ["+hparams_search=calo_vae_optuna", "hydra.sweeper.n_trials=2"])
+    multirun(tmp_path, showers, ["hparams_search=calo_vae_optuna", "hydra.sweeper.n_trials=2"])
     runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (parent,) = [r for r in runs if "detsim.sweep" in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
+import lightning.pytorch as L
 import numpy as np
 import pytest
 import torch
@@ -91,7 +91,7 @@ def test_few_training_steps_log_every_term_and_reduce_the_loss(output, tmp_path)
     )
     L.seed_everything(0)
     trainer = L.Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
-                        default_root_dir=tmp_path, callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path)])
+                        default_root_dir=tmp_path, callbacks=[L.callbacks.ModelCheckpoint(dirpath=tmp_path)])
     first = trainer.validate(model, data, verbose=False)[0]["val/loss"]
     trainer.fit(model, data, data)
     metrics = trainer.callback_metrics

@@ -13,7 +13,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import lightning as L
+import lightning.pytorch as L
 import numpy as np
 import torch
 from torch import nn
@@ -175,7 +175,7 @@ def _fit(backbone: nn.Module, x: np.ndarray, labels: np.ndarray, cfg: Mapping[st
     callbacks: list[L.Callback] = [keep]
     patience = cfg.get("early_stopping_patience")
     if patience:
-        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=int(patience)))
+        callbacks.append(L.callbacks.EarlyStopping("val_loss", patience=int(patience)))
     trainer = L.Trainer(
         max_epochs=int(cfg.get("max_epochs", 50)),
         accelerator=str(cfg.get("accelerator", "cpu")),

@@ -21,7 +21,7 @@ import copy
 import math
 from typing import Any, Mapping, Sequence
 
-import lightning as L
+import lightning.pytorch as L
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+import lightning.pytorch as L
 import matplotlib
 
 matplotlib.use("Agg")
