@@ -66,7 +66,8 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
             metrics["train_seconds"] = run_stage(
                 "train",
                 [cli("detsim-train"), f"experiment={cfg.experiment}", *common, f"data.path={files['showers']}",
-                 f"seed={cfg.seed}", f"paths.output_dir={out / 'train'}", "run_name=train", *extra["train"]],
+                 f"seed={cfg.seed}", f"paths.output_dir={out / 'train'}", "run_name=train",
+                 f"logger.experiment_name={cfg.experiment_name}", *extra["train"]],
                 env,
             )
         if "generate" in stages:
@@ -85,7 +86,8 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
             metrics["evaluate_seconds"] = run_stage(
                 "evaluate",
                 [cli("detsim-evaluate"), *common, f"reference={files['reference']}", f"generated={files['generated']}",
-                 f"out_dir={out / 'eval'}", "run_name=evaluate", *extra["evaluate"]],
+                 f"out_dir={out / 'eval'}", "run_name=evaluate", f"experiment_name={cfg.experiment_name}",
+                 *extra["evaluate"]],
                 env,
             )
             result = json.loads((out / "eval" / "metrics.json").read_text())

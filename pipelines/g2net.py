@@ -28,6 +28,7 @@ from detsim.eval.gw_report import efficiency_figure, format_table, roc_figure, s
 from detsim.eval.matched_filter import baseline_scores
 from detsim.eval.roc import roc_auc
 from detsim.paths import config_dir
+from detsim.security import load_checkpoint
 from detsim.sim.gw import synthesise
 from detsim.tracking import flatten_config, resolve_tracking_uri
 
@@ -73,7 +74,7 @@ def main() -> None:
             model = instantiate(train_cfg.model)
             best = sorted((out / "train" / "checkpoints").glob("epoch*.ckpt"))
             ckpt = best[-1] if best else out / "train" / "checkpoints" / "last.ckpt"
-            model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+            model.load_state_dict(load_checkpoint(ckpt)["state_dict"])
             model.eval().to(args.device)
             with torch.no_grad():
                 cnn = np.concatenate([model(b["x"].to(args.device)).cpu().numpy() for b in dm.test_dataloader()])

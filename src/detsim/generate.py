@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from detsim.errors import ConfigError, DataFileError
 from detsim.io import iter_showers, open_writer
+from detsim.security import load_checkpoint
 from detsim.showers import CaloShowers
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -77,7 +78,7 @@ def _run_id_from_uri(uri: str) -> str | None:
 
 def _run_id_in_checkpoint(path: Path) -> str | None:
     """The MLflow run id `CaloVAE.on_save_checkpoint` stored, if the training was tracked."""
-    run_id = torch.load(path, map_location="cpu", weights_only=False).get("mlflow_run_id")
+    run_id = load_checkpoint(path).get("mlflow_run_id")
     return run_id if isinstance(run_id, str) and _RUN_ID.match(run_id) else None
 
 

@@ -110,6 +110,12 @@ def prepare_sqlite_store(uri: str, experiment_name: str, artifact_location: str 
             client.create_experiment(experiment_name, artifact_location=location)
 
 
+def parent_run_tags() -> dict[str, str]:
+    """`mlflow.parentRunId` when a pipeline runs this process as one of its stages (DETSIM_PARENT_RUN_ID)."""
+    parent = os.environ.get("DETSIM_PARENT_RUN_ID")
+    return {"mlflow.parentRunId": parent} if parent else {}
+
+
 def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None, run_id: str | None = None):
     """Lightning's MLFlowLogger from `conf/logger/mlflow.yaml`; `run_id` continues an earlier run (resume)."""
     from lightning.pytorch.loggers import MLFlowLogger
@@ -121,10 +127,7 @@ def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = Non
                              artifact_location=logger_cfg.get("artifact_location"))
     experiment = str(logger_cfg.get("experiment_name", "detsim"))
     artifact_location = logger_cfg.get("artifact_location") or default_artifact_location(uri, experiment)
-    tags = {str(k): str(v) for k, v in dict(logger_cfg.get("tags") or {}).items()}
-    parent = os.environ.get("DETSIM_PARENT_RUN_ID")
-    if parent:
-        tags["mlflow.parentRunId"] = parent
+    tags = {str(k): str(v) for k, v in dict(logger_cfg.get("tags") or {}).items()} | parent_run_tags()
     return MLFlowLogger(
         experiment_name=experiment,
         tracking_uri=uri,

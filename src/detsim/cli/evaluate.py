@@ -55,9 +55,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         write_plots(result, out_dir, tuple(cfg.labels), int(cfg.plots.dpi))
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.log_mlflow:
-        from detsim.tracking import flatten_config
+        from detsim.tracking import flatten_config, parent_run_tags
 
-        tags = {"detsim.task": "evaluate", "geometry": geometry.name}
+        tags = {"detsim.task": "evaluate", "geometry": geometry.name} | parent_run_tags()
         parent = generating_run_id(cfg.generated)
         if parent:
             tags["generating_run_id"] = parent
