@@ -23,6 +23,43 @@ from detsim.io import read_showers
 from detsim.showers import CaloShowers
 
 
+@dataclass(frozen=True)
+class PidScore:
+    """What a particle-ID classifier achieves on labelled scores (signal = 1): one definition shared by the
+    library function below and the Lightning module `detsim.models.pid.ParticleIdClassifier`."""
+
+    auc: float
+    signal_efficiency: float
+    background_efficiency: float
+    background_rejection: float  # 1 / background_efficiency (bounded by the test-set size)
+    n_test: int
+    roc: RocCurve = field(repr=False)
+
+    @classmethod
+    def from_scores(cls, labels: np.ndarray, scores: np.ndarray, signal_efficiency: float = 0.9) -> "PidScore":
+        curve = RocCurve.from_scores(labels, scores)
+        return cls(
+            auc=roc_auc(labels, scores),
+            signal_efficiency=signal_efficiency,
+            background_efficiency=curve.fpr_at_tpr(signal_efficiency),
+            background_rejection=background_rejection(labels, scores, signal_efficiency),
+            n_test=len(labels),
+            roc=curve.downsample(),
+        )
+
+    @property
+    def efficiency_pct(self) -> int:
+        """The signal efficiency in percent, as metric names carry it (`..._at_90`)."""
+        return int(round(100 * self.signal_efficiency))
+
+
+def save_roc_plot(score: PidScore, path: str | Path, labels: tuple[str, str] = ("signal", "pion")) -> Path:
+    """The ROC curve of one particle-ID classifier as a PNG (detsim.eval.plots style)."""
+    from detsim.eval.plots import roc_curves
+
+    return roc_curves({f"{labels[0]} vs {labels[1]}": score.roc}, path, "particle identification")
+
+
 @dataclass
 class ParticleIdResult:
     auc: float
@@ -64,21 +101,19 @@ def train_particle_id(
     x = np.concatenate([low_level_inputs(signal, scale), low_level_inputs(background, scale)])
     y = np.r_[np.ones(len(signal)), np.zeros(len(background))].astype(np.float32)
     fit = fit_classifier(backbone_factory(cfg["backbone"], geometry)(x.shape[1]), x, y, cfg, seed)
-    curve = RocCurve.from_scores(fit.test_labels, fit.test_scores)
+    score = PidScore.from_scores(fit.test_labels, fit.test_scores, signal_efficiency)
     result = ParticleIdResult(
-        auc=roc_auc(fit.test_labels, fit.test_scores),
+        auc=score.auc,
         signal_efficiency=signal_efficiency,
-        background_efficiency=curve.fpr_at_tpr(signal_efficiency),
-        background_rejection=background_rejection(fit.test_labels, fit.test_scores, signal_efficiency),
-        n_test=len(fit.test_labels),
+        background_efficiency=score.background_efficiency,
+        background_rejection=score.background_rejection,
+        n_test=score.n_test,
         best_epoch=fit.best_epoch,
-        roc=curve.downsample(),
+        roc=score.roc,
         model=fit.model,
     )
     if roc_plot is not None:
-        from detsim.eval.plots import roc_curves
-
-        roc_curves({f"{labels[0]} vs {labels[1]}": result.roc}, roc_plot, "particle identification")
+        save_roc_plot(score, roc_plot, labels)
     return result
 
 
