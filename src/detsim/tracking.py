@@ -177,11 +177,16 @@ def log_artifact(target: Any, local_path: str | Path, artifact_path: str | None 
 
 
 def log_figure(target: Any, fig: Any, name: str, artifact_path: str = "plots") -> bool:
-    """Save a matplotlib figure as PNG and log it to the Trainer's MLflow run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        return log_artifact(target, path, artifact_path)
+    """Save a matplotlib figure as PNG, log it to the Trainer's MLflow run and close it (no figure leaks)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            fig.savefig(path, dpi=110, bbox_inches="tight")
+            return log_artifact(target, path, artifact_path)
+    finally:
+        plt.close(fig)
 
 
 def log_text(target: Any, text: str, name: str) -> bool:
