@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from detsim.errors import ConfigError, DataFileError
 from detsim.geometry import Geometry, load_geometry

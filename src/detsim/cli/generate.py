@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from detsim.cli.app import hydra_app
+from detsim.confutil import to_plain
 from detsim.generate import generate_to_file, incident_energies, load_generator
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def generate(cfg: DictConfig) -> str:
     """Run one generation from a composed `conf/generate.yaml`; return the output path."""
     loaded = load_generator(cfg.ckpt, tracking_uri=cfg.get("tracking_uri"), device=cfg.get("device", "cpu"))
-    root = _plain(cfg.get("root"))
-    spectrum = _plain(cfg.get("spectrum"))
+    root = to_plain(cfg.get("root"))
+    spectrum = to_plain(cfg.get("spectrum"))
     energies = incident_energies(
-        cfg.get("n"), reference=cfg.get("reference"), energies=_plain(cfg.get("energies")),
+        cfg.get("n"), reference=cfg.get("reference"), energies=to_plain(cfg.get("energies")),
         spectrum=spectrum, seed=int(cfg.seed), root=root,
     )
     out = generate_to_file(loaded, energies, cfg.out, int(cfg.batch_size), int(cfg.seed), root=root,

@@ -13,7 +13,6 @@ from typing import Any, Mapping
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from detsim.data.datasets import (
@@ -23,6 +22,7 @@ from detsim.data.datasets import (
     range_rows,
     split_ranges,
 )
+from detsim.confutil import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.io import count_showers, iter_showers, read_showers
@@ -32,23 +32,32 @@ SPLITS = ("train", "val", "test")
 BYTES_PER_VALUE = 4  # float32 in memory
 
 
-def _plain(value: Any) -> Any:
-    """OmegaConf containers (what Hydra's instantiate passes) -> plain Python."""
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
 def resolve_geometry(geometry: Any, n_voxels: int | None) -> tuple[Geometry | None, int | None]:
     """(Geometry or None, n_voxels or None) from a geometry mapping/path/object and/or a voxel count."""
-    geometry = _plain(geometry)
+    geometry = to_plain(geometry)
     geo = geometry if isinstance(geometry, Geometry) or geometry is None else load_geometry(geometry)
     if geo is not None and n_voxels is not None and int(n_voxels) != geo.n_voxels:
         raise ConfigError(f"n_voxels={n_voxels} contradicts geometry {geo.name!r} ({geo.n_voxels} voxels)")
     return geo, (geo.n_voxels if geo is not None else (int(n_voxels) if n_voxels is not None else None))
 
 
-class CaloDataModule(pl.LightningDataModule):
+class SplitDataModule(pl.LightningDataModule):
+    """A DataModule whose three loaders differ only by split name; subclasses implement `_loader(name)`."""
+
+    def _loader(self, name: str) -> DataLoader:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+class CaloDataModule(SplitDataModule):
     """Train/val/test DataLoaders over one shower file (HDF5 or ROOT).
 
     path: the shower file; geometry (mapping, path or Geometry) or n_voxels: the expected voxel count
@@ -83,13 +92,13 @@ class CaloDataModule(pl.LightningDataModule):
         self.path = Path(path)
         self.geometry, self.n_voxels = resolve_geometry(geometry, n_voxels)
         self.batch_size, self.seed, self.num_workers = int(batch_size), int(seed), int(num_workers)
-        self.splits = {k: float(v) for k, v in (_plain(splits) or {"train": 0.8, "val": 0.1, "test": 0.1}).items()}
+        self.splits = {k: float(v) for k, v in (to_plain(splits) or {"train": 0.8, "val": 0.1, "test": 0.1}).items()}
         unknown = set(self.splits) - set(SPLITS)
         if unknown:
             raise ConfigError(f"data.splits: unknown split names {sorted(unknown)}; use {SPLITS}")
         self.cache_max_bytes = int(cache_max_bytes)
-        self.rules = ValidationRules.from_config(_plain(validation))
-        self.root_layout = _plain(root_layout)
+        self.rules = ValidationRules.from_config(to_plain(validation))
+        self.root_layout = to_plain(root_layout)
         self.chunk_size, self.shuffle_buffer, self.split_block = int(chunk_size), int(shuffle_buffer), int(split_block)
         self.max_showers = None if max_showers is None else int(max_showers)
         self.pin_memory = bool(pin_memory)
@@ -152,12 +161,3 @@ class CaloDataModule(pl.LightningDataModule):
             dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=False,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

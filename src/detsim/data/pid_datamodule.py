@@ -13,12 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from detsim.data.datamodule import SPLITS, _plain, resolve_geometry
+from detsim.confutil import to_plain
+from detsim.data.datamodule import SPLITS, SplitDataModule, resolve_geometry
 from detsim.data.datasets import Batch, InMemoryShowerDataset, pass_batch
 from detsim.errors import ConfigError
 from detsim.eval.classifier import stratified_split
@@ -48,7 +48,7 @@ def class_quotas(counts: Mapping[str, int], signal: Sequence[str]) -> dict[str, 
     return {name: per_class // len(names) for names in classes.values() for name in names}
 
 
-class ParticleIdDataModule(pl.LightningDataModule):
+class ParticleIdDataModule(SplitDataModule):
     """Balanced signal-vs-background loaders over two or more labelled shower files.
 
     files: {particle name: path} (CaloChallenge or CaloGAN HDF5, or ROOT); signal: the name(s) labelled 1,
@@ -75,8 +75,8 @@ class ParticleIdDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        self.files = {str(k): Path(str(v)) for k, v in (_plain(files) or {}).items()}
-        signal = _plain(signal)
+        self.files = {str(k): Path(str(v)) for k, v in (to_plain(files) or {}).items()}
+        signal = to_plain(signal)
         self.signal = [str(signal)] if isinstance(signal, str) else [str(s) for s in signal or []]
         unknown = [s for s in self.signal if s not in self.files]
         if len(self.files) < 2 or not self.signal or unknown or len(self.signal) == len(self.files):
@@ -86,14 +86,14 @@ class ParticleIdDataModule(pl.LightningDataModule):
             )
         self.geometry, self.n_voxels = resolve_geometry(geometry, n_voxels)
         self.batch_size, self.seed = int(batch_size), int(seed)
-        fractions = {k: float(v) for k, v in (_plain(splits) or {"train": 0.6, "val": 0.2, "test": 0.2}).items()}
+        fractions = {k: float(v) for k, v in (to_plain(splits) or {"train": 0.6, "val": 0.2, "test": 0.2}).items()}
         if set(fractions) != set(SPLITS):
             raise ConfigError(f"data.splits must give {SPLITS}, got {sorted(fractions)}")
         self.fractions = tuple(fractions[k] for k in SPLITS)
         self.max_showers = None if max_showers is None else int(max_showers)
         self.balance = bool(balance)
-        self.rules = ValidationRules.from_config(_plain(validation))
-        self.root_layout = _plain(root_layout)
+        self.rules = ValidationRules.from_config(to_plain(validation))
+        self.root_layout = to_plain(root_layout)
         self.chunk_size, self.pin_memory = int(chunk_size), bool(pin_memory)
         self.datasets: dict[str, LabelledShowerDataset] = {}
         self.counts: dict[str, int] = {}  # showers used per file
@@ -144,12 +144,3 @@ class ParticleIdDataModule(pl.LightningDataModule):
             self.datasets[name], batch_size=self.batch_size, shuffle=(name == "train"), generator=generator,
             collate_fn=pass_batch, pin_memory=self.pin_memory,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

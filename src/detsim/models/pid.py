@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detsim.data.datamodule import _plain
+from detsim.confutil import to_plain
 from detsim.eval.particle_id import PidScore, save_roc_plot
 from detsim.eval.roc import roc_auc
 from detsim.eval.suite import backbone_factory
@@ -56,7 +56,7 @@ class ParticleIdClassifier(L.LightningModule):
         signal_efficiency: float = 0.9,
     ) -> None:
         super().__init__()
-        geometry, backbone = _plain(geometry), _plain(backbone)
+        geometry, backbone = to_plain(geometry), to_plain(backbone)
         self.save_hyperparameters({"geometry": geometry, "backbone": backbone, "lr": lr, "weight_decay": weight_decay,
                                    "voxel_scale": voxel_scale, "signal_efficiency": signal_efficiency})
         self.geometry = load_geometry(geometry)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from detsim.confutil import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.paths import config_dir
@@ -35,7 +36,7 @@ def _group_file(group: str, name: str) -> dict[str, Any]:
 def _section(cfg: Mapping[str, Any], key: str, geometry_cfg: Mapping[str, Any]) -> dict[str, Any]:
     value = cfg.get(key)
     if isinstance(value, (Mapping, DictConfig)) and value:
-        return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else dict(value)
+        return dict(to_plain(value))
     name = value if isinstance(value, str) else geometry_cfg.get(key)
     if not name:
         raise ConfigError(
@@ -50,13 +51,13 @@ def plan_from_config(cfg: DictConfig | Mapping[str, Any]) -> SimulationPlan:
     geometry_cfg = cfg.get("geometry")
     if geometry_cfg is None:
         raise ConfigError("key 'geometry': expected a geometry config, found none")
-    geometry_plain = OmegaConf.to_container(geometry_cfg, resolve=True) if isinstance(geometry_cfg, DictConfig) else dict(geometry_cfg)
+    geometry_plain = dict(to_plain(geometry_cfg))
     geometry = load_geometry(geometry_plain)
     detector = _section(cfg, "detector", geometry_plain)
     simulator = cfg.get("simulator") or {}
     if "model" not in detector and simulator.get("model") is not None:
         model = simulator["model"]
-        detector["model"] = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
+        detector["model"] = dict(to_plain(model))
     spectrum = _section(cfg, "spectrum", geometry_plain)
     particle = cfg.get("particle") or geometry.particle
     if not particle:

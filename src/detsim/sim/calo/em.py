@@ -10,9 +10,13 @@ depend on tau = t/T, so the shower widens with depth. All coefficients come from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only; em_component imports deposit at call time
+    from detsim.sim.calo.deposit import Component
+    from detsim.sim.calo.stack import LayerStack
 
 GEV = 1000.0
 
@@ -116,11 +120,11 @@ def em_component(
     energy_mev: np.ndarray,
     visible_mev: np.ndarray,
     start_x0: np.ndarray,
-    stack: "LayerStack",
+    stack: LayerStack,
     mat: Mapping[str, Any],
     em: Mapping[str, Any],
     rng: np.random.Generator,
-) -> "Component":
+) -> Component:
     """An EM shower of `energy_mev` starting at `start_x0`, carrying `visible_mev` in total if contained."""
     from detsim.sim.calo.deposit import Component, gamma_fractions
 

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from detsim.confutil import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry
 from detsim.showers import CaloShowers
@@ -43,20 +44,9 @@ def default_model() -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)["model"]
 
 
-def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(mapping, DictConfig):
-            return OmegaConf.to_container(mapping, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(mapping)
-
-
 def check_detector(detector: Mapping[str, Any]) -> dict[str, Any]:
     """A plain dict with every required key (and `model`, from the simulator defaults if absent)."""
-    det = _plain(detector)
+    det = dict(to_plain(detector))
     name = det.get("name", "detector")
     for key in DETECTOR_KEYS:
         if key not in det:
