@@ -102,7 +102,7 @@ def test_generation_with_autograd_on_draws_the_same_numbers(one_thread):
 
 
 def test_multithreaded_blocks_agree_to_rounding():
-    """More threads: matmul sums may be split differently per block, nothing else may change."""
+    """More threads (one whole-batch block): roundings may move, nothing else may change."""
     assert vae.BLOCK_ROWS % 256 == 0
     gen = default_model().generator
     e = energies(5000)  # more than one default block

@@ -40,7 +40,9 @@ CALIBRATIONS = ("none", "total", "layers")
 # streaming N x V arrays through memory each time. Rows are independent and the uniforms come block
 # after block from one stream, so on one thread the numbers equal the whole-batch ones bit for bit as
 # long as blocks start at multiples of 256 rows (the matmul kernel's row panels stay aligned; other
-# offsets move roundings in ~1e-4 of the voxels). 2048 was fastest on 1-2 cores.
+# offsets move roundings in ~1e-4 of the voxels). 2048 was fastest on one thread. With several
+# threads every op is a parallel region whose barrier, on a shared machine, waits for a descheduled
+# thread: there the whole batch is one block (measured: 2048-row blocks 4x slower on 2 busy cores).
 BLOCK_ROWS = 2048
 
 
@@ -293,7 +295,7 @@ class ShowerGenerator(nn.Module):
         return torch.cat(parts, dim=1)
 
     def forward(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Showers (N, V) MeV, decoded and sampled in blocks of rows that stay in the CPU cache.
+        """Showers (N, V) MeV, decoded and sampled (on one thread) in row blocks that stay in cache.
 
         Rows are independent and the uniforms are drawn block after block from the same stream, so
         the result equals the whole-batch computation bit for bit (tests/test_vae_sampling_speed.py).
@@ -303,8 +305,9 @@ class ShowerGenerator(nn.Module):
         z = self.prior.sample(c, generator)  # all latent draws first: the random stream stays in order
         lower = lower_log_fraction(self.threshold_mev, e_inc)
         showers = torch.empty(len(e_inc), self.n_voxels, device=z.device, dtype=z.dtype)
-        for start in range(0, len(e_inc), BLOCK_ROWS):
-            rows = slice(start, start + BLOCK_ROWS)
+        block = BLOCK_ROWS if torch.get_num_threads() == 1 else max(len(e_inc), 1)
+        for start in range(0, len(e_inc), block):
+            rows = slice(start, start + block)
             self._decode_block(z[rows], c[rows], e_inc[rows].reshape(-1, 1),
                                None if lower is None else lower[rows], generator, showers[rows])
         return showers
