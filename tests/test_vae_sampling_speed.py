@@ -13,12 +13,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import CONF
 from omegaconf import OmegaConf
 
 from detsim.models import vae
 from detsim.models.vae import CaloVAE, lower_log_fraction
-
-from conftest import CONF
 
 THRESHOLD = 0.02
 
