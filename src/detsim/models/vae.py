@@ -24,9 +24,9 @@ from typing import Any, Mapping, Sequence
 import lightning.pytorch as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from detsim.confutil import to_plain
 from detsim.data.transforms import EnergyCondition, VoxelTransform
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
@@ -44,10 +44,6 @@ CALIBRATIONS = ("none", "total", "layers")
 # threads every op is a parallel region whose barrier, on a shared machine, waits for a descheduled
 # thread: there the whole batch is one block (measured: 2048-row blocks 4x slower on 2 busy cores).
 BLOCK_ROWS = 2048
-
-
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
 def _activation(name: str) -> nn.Module:
@@ -372,16 +368,16 @@ class CaloVAE(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        geometry, encoder, decoder = _plain(geometry), dict(_plain(encoder) or {}), dict(_plain(decoder) or {})
+        geometry, encoder, decoder = to_plain(geometry), dict(to_plain(encoder) or {}), dict(to_plain(decoder) or {})
         self.geometry: Geometry = load_geometry(geometry)
         self.layer_slices = self.geometry.layer_slices
         n_vox = self.geometry.n_voxels
-        self.transform = VoxelTransform(**dict(_plain(preprocessing) or {}))
-        self.condition = EnergyCondition(**dict(_plain(condition) or {"e_min_mev": 256.0, "e_max_mev": 4194304.0}))
-        loss_cfg = {k.removeprefix("w_"): v for k, v in dict(_plain(loss) or {}).items()}
+        self.transform = VoxelTransform(**dict(to_plain(preprocessing) or {}))
+        self.condition = EnergyCondition(**dict(to_plain(condition) or {"e_min_mev": 256.0, "e_max_mev": 4194304.0}))
+        loss_cfg = {k.removeprefix("w_"): v for k, v in dict(to_plain(loss) or {}).items()}
         self.weights = losses.LossWeights(**loss_cfg).resolve(self.geometry.n_layers)
         self.threshold = float(readout_threshold_mev)
-        self.optimizer_cfg = dict(_plain(optimizer) or {})
+        self.optimizer_cfg = dict(to_plain(optimizer) or {})
 
         enc_hidden = list(encoder.get("hidden", [200, 150, 100, 50]))
         dec_hidden = list(decoder.get("hidden") or enc_hidden[::-1])
@@ -395,7 +391,7 @@ class CaloVAE(L.LightningModule):
                               float(decoder.get("log_scale_max", 1.0)), decoder.get("energy", "lognormal"))
         else:
             raise ConfigError(f"model.decoder.output: expected one of {HEADS}, found {output!r}")
-        prior_cfg = dict(_plain(prior) or {})
+        prior_cfg = dict(to_plain(prior) or {})
         self.generator = ShowerGenerator(
             ShowerDecoder(latent_dim, dec_hidden, decoder.get("activation", "ELU"), head),
             LatentPrior(latent_dim, **prior_cfg),
