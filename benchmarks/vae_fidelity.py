@@ -50,6 +50,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default_latent16": {"_default": True, "latent_dim": 16},
     "default_bs512": {"_default": True, "_batch_size": 512},
     "default_patience3": {"_default": True, "optimizer": {"plateau": {"factor": 0.5, "patience": 3}}},
+    "default_aggregate": {"_default": True, "prior": {"kind": "aggregate"}},
+    "default_wide_aggregate": {"_default": True, "prior": {"kind": "aggregate"},
+                               "decoder": {"hidden": [64, 128, 256, 512]}},
+    "default_120ep": {"_default": True, "_epochs": 120},
 }
 
 
@@ -116,8 +120,11 @@ def summary(showers, geometry) -> dict[str, Any]:
     return out
 
 
-def auc_low(reference, generated, device: str, seed: int = 0) -> float:
-    """Low-level two-sample AUC with detsim.eval (challenge MLP 3 x 2048 on GPU, 3 x 256 on CPU)."""
+def auc_low(reference, generated, device: str, seed: int = 0, clf: dict[str, Any] | None = None) -> float:
+    """Low-level two-sample AUC with detsim.eval (challenge MLP 3 x 2048 on GPU, 3 x 256 on CPU).
+
+    `clf` overrides the classifier config last (e.g. {"backbone": {"hidden": 2048}, "max_epochs": 15}
+    for the challenge width on CPU with fewer epochs)."""
     from hydra.utils import instantiate
 
     from detsim.eval.classifier import two_sample_test
@@ -126,28 +133,29 @@ def auc_low(reference, generated, device: str, seed: int = 0) -> float:
     cfg = OmegaConf.load(config_dir() / "eval" / "classifier" / "mlp.yaml")
     small = {"backbone": {"hidden": 256}, "max_epochs": 10, "early_stopping_patience": 3}
     cfg = OmegaConf.merge(cfg, {"enable_progress_bar": False, "max_epochs": 30, "early_stopping_patience": 5,
-                                "accelerator": "gpu" if device == "cuda" else "cpu"}, {} if device == "cuda" else small)
+                                "accelerator": "gpu" if device == "cuda" else "cpu"}, {} if device == "cuda" else small, clf or {})
     x_ref = low_level_inputs(reference, float(cfg.voxel_scale))
     x_gen = low_level_inputs(generated, float(cfg.voxel_scale))
     res = two_sample_test(x_ref, x_gen, lambda d: instantiate(cfg.backbone, input_dim=d), cfg, seed)
     return round(float(res.auc), 4)
 
 
-def run_variant(args: tuple[str, str, int, str, int]) -> dict[str, Any]:
-    name, out_dir, epochs, device, batch_size = args
+def run_variant(args: tuple) -> dict[str, Any]:
+    name, out_dir, epochs, device, batch_size, seed, threads, clf, post_prior = args
     import lightning as L
 
     from detsim.models.vae import CaloVAE
     from detsim.showers import CaloShowers
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     out = Path(out_dir)
-    L.seed_everything(1, workers=True)
+    L.seed_everything(seed, workers=True)
     train = load(out, "train")
     n_val = len(train) // 10
     e = torch.as_tensor(train.incident_energy, device=device)
     s = torch.as_tensor(train.showers, device=device)
     batch_size = VARIANTS[name].get("_batch_size", batch_size)
+    epochs = VARIANTS[name].get("_epochs", epochs)
     train_dl = GpuBatches(e[n_val:], s[n_val:], batch_size, True, 1)
     val_dl = GpuBatches(e[:n_val], s[:n_val], 4096, False, 1)
     model = CaloVAE(**model_kwargs(name))
@@ -164,10 +172,35 @@ def run_variant(args: tuple[str, str, int, str, int]) -> dict[str, Any]:
         for i in range(0, len(hold), 10000)
     ])
     gen = CaloShowers(hold.incident_energy, gen)
-    result = {"variant": name, "train_s": round(train_s, 1), "val_loss": float(trainer.callback_metrics["val/loss"]),
-              **summary(gen, model.geometry), "auc_low": auc_low(hold, gen, device)}
+    tag = name if seed == 1 else f"{name}@seed{seed}"
+    result = {"variant": tag, "epochs": trainer.current_epoch, "train_s": round(train_s, 1), "val_loss": float(trainer.callback_metrics["val/loss"]),
+              **summary(gen, model.geometry), "auc_low": auc_low(hold, gen, device, clf=clf)}
     print(json.dumps(result), flush=True)
+    if post_prior:
+        refit_prior(model, val_dl, post_prior)
+        g = torch.Generator(device=device).manual_seed(1)
+        gen = CaloShowers(hold.incident_energy, model.sample(torch.as_tensor(hold.incident_energy, device=device), g).cpu().numpy())
+        post = {"variant": f"{tag}+prior_{post_prior}", **summary(gen, model.geometry),
+                "auc_low": auc_low(hold, gen, device, clf=clf)}
+        print(json.dumps(post), flush=True)
+        result["post_prior"] = post
     return result
+
+
+@torch.no_grad()
+def refit_prior(model, val_dl, kind: str) -> None:
+    """Swap the trained model's latent prior for another kind fitted to the validation posteriors."""
+    from detsim.models.vae import LatentPrior
+
+    old = model.generator.prior
+    cs, posts = [], []
+    for batch in val_dl:
+        _, c, post = model.loss_terms(batch["incident_energy"].float(), batch["showers"].float())
+        cs.append(c), posts.append(post)
+    c, post = torch.cat(cs), torch.cat(posts, dim=1)
+    prior = LatentPrior(post.shape[2], kind=kind, n_bins=old.n_bins, bank_size=post.shape[1]).to(c.device)
+    prior.fit(c, post[0], post[1], post[2])
+    model.generator.prior = prior
 
 
 def main() -> None:
@@ -180,6 +213,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--out", default="vae_fidelity")
+    parser.add_argument("--seed", type=int, default=1, help="VAE training seed (run-to-run spread)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per variant")
+    parser.add_argument("--clf-hidden", type=int, default=None, help="classifier width (challenge: 2048)")
+    parser.add_argument("--clf-epochs", type=int, default=None, help="classifier max_epochs (challenge: 50)")
+    parser.add_argument("--post-prior", default=None, help="also evaluate each trained model with this prior kind")
+    parser.add_argument("--no-floor", action="store_true", help="skip the simulator-vs-simulator AUC")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,17 +231,25 @@ def main() -> None:
     hold, hold2 = load(out, "holdout"), load(out, "holdout2")
     floor = {"variant": "simulator_vs_simulator", **summary(hold2, geometry), "auc_low": None}
     print(json.dumps({"variant": "simulator", **summary(hold, geometry)}), flush=True)
-    jobs = [(v, str(out), args.epochs, args.device, args.batch_size) for v in args.variants]
+    clf: dict[str, Any] = {"num_threads": args.threads}
+    if args.clf_hidden:
+        clf["backbone"] = {"hidden": args.clf_hidden}
+    if args.clf_epochs:
+        clf.update(max_epochs=args.clf_epochs, early_stopping_patience=None)
+    jobs = [(v, str(out), args.epochs, args.device, args.batch_size, args.seed, args.threads, clf, args.post_prior)
+            for v in args.variants]
     ctx = mp.get_context("spawn")
     with ctx.Pool(min(args.jobs, len(jobs))) as pool:
         pending = pool.map_async(run_variant, jobs)
-        floor["auc_low"] = auc_low(hold, hold2, args.device)
+        floor["auc_low"] = None if args.no_floor else auc_low(hold, hold2, args.device, clf=clf)
         print(json.dumps(floor), flush=True)
         results = pending.get()
     results.append(floor)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"{'variant':28s} {'AUC low':>8s} {'E/Einc 4GeV':>14s} {'E/Einc 65GeV':>14s}  hits per layer")
     for r in results:
+        if r["auc_low"] is None:
+            continue
         print(f"{r['variant']:28s} {r['auc_low']:8.3f} {r['response_4096'][0]:7.3f}+-{r['response_4096'][1]:.3f}"
               f" {r['response_65536'][0]:7.3f}+-{r['response_65536'][1]:.3f}  {r['hits_per_layer']}")
 

@@ -11,8 +11,9 @@ latent point and the same condition. Two voxel heads exist (config `decoder.outp
   (Bernoulli, trained with cross-entropy on above/below the readout threshold) and, given a hit, a
   log-normal energy truncated at the threshold (trained by its likelihood).
 
-Generation draws z from the prior (standard normal, or a Gaussian per incident-energy bin fitted to
-the aggregate posterior), decodes, samples, and applies the readout threshold; outputs are >= 0.
+Generation draws z from the prior (standard normal, a Gaussian per incident-energy bin fitted to
+the aggregate posterior, or that aggregate posterior itself: the validation showers' posteriors of the
+row's bin, `prior.kind: aggregate`), decodes, samples, and applies the readout threshold; outputs are >= 0.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from detsim.geometry import Geometry, load_geometry
 from detsim.models import losses
 
 HEADS = ("sigmoid", "hurdle")
-PRIORS = ("standard", "fitted")
+PRIORS = ("standard", "fitted", "aggregate")
 CALIBRATIONS = ("none", "total", "layers")
 # Rows decoded and sampled at a time in generation: the block's head output (rows x 3 x V floats,
 # 9 MB for ds1 at 2048) and temporaries stay in L2/L3 across the ~20 elementwise passes instead of
@@ -225,20 +226,35 @@ class LatentPrior(nn.Module):
     `fitted` option) avoids decoding latent points it never saw.
     """
 
-    def __init__(self, latent_dim: int, kind: str = "standard", n_bins: int = 1, min_count: int = 50):
+    def __init__(self, latent_dim: int, kind: str = "standard", n_bins: int = 1, min_count: int = 50,
+                 bank_size: int = 10000):
         super().__init__()
         if kind not in PRIORS:
             raise ConfigError(f"model.prior.kind: expected one of {PRIORS}, found {kind!r}")
         self.kind, self.n_bins, self.min_count = kind, int(n_bins), int(min_count)
         self.register_buffer("loc", torch.zeros(self.n_bins, latent_dim))
         self.register_buffer("chol", torch.eye(latent_dim).repeat(self.n_bins, 1, 1))
+        # `aggregate`: the validation posteriors N(mu_i, sigma_i), sorted by bin; generation picks a
+        # random member of the row's bin and draws from it, i.e. samples the aggregate posterior itself
+        # (a Gaussian per bin misses its non-Gaussian shape). Fixed size so checkpoints keep one shape.
+        n_bank = int(bank_size) if kind == "aggregate" else 0
+        self.register_buffer("bank_loc", torch.zeros(n_bank, latent_dim))
+        self.register_buffer("bank_scale", torch.ones(n_bank, latent_dim))
+        self.register_buffer("bank_start", torch.zeros(self.n_bins, dtype=torch.long))
+        self.register_buffer("bank_count", torch.zeros(self.n_bins, dtype=torch.long))
 
     def _bin(self, c: torch.Tensor) -> torch.Tensor:
         return (c.reshape(-1) * self.n_bins).floor().clamp(0, self.n_bins - 1).long()
 
     @torch.no_grad()
-    def fit(self, c: torch.Tensor, z: torch.Tensor) -> None:
-        """Fit mean and covariance per bin; bins with too few samples fall back to all samples."""
+    def fit(self, c: torch.Tensor, z: torch.Tensor, mu: torch.Tensor | None = None,
+            logvar: torch.Tensor | None = None) -> None:
+        """Fit mean and covariance per bin; bins with too few samples fall back to all samples.
+
+        The `aggregate` kind keeps (mu, exp(logvar / 2)) of up to `bank_size` posteriors instead."""
+        if self.kind == "aggregate" and mu is not None and logvar is not None:
+            self._fit_bank(c, mu, logvar)
+            return
         if self.kind != "fitted" or z.shape[0] < 2:
             return
         finite = torch.isfinite(z).all(dim=1)
@@ -255,10 +271,31 @@ class LatentPrior(nn.Module):
                 self.loc[b] = sel.mean(dim=0)
                 self.chol[b] = chol
 
+    def _fit_bank(self, c: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        finite = torch.isfinite(mu).all(dim=1) & torch.isfinite(logvar).all(dim=1)
+        c, mu, logvar = c[finite][: len(self.bank_loc)], mu[finite][: len(self.bank_loc)], logvar[finite][: len(self.bank_loc)]
+        if mu.shape[0] < 1:
+            return
+        bins = self._bin(c)
+        order = torch.argsort(bins, stable=True)
+        n = mu.shape[0]
+        self.bank_loc[:n] = mu[order]
+        self.bank_scale[:n] = torch.exp(0.5 * logvar[order])
+        counts = torch.bincount(bins, minlength=self.n_bins)
+        starts = torch.cumsum(counts, 0) - counts
+        empty = counts == 0  # a bin without posteriors draws from the whole bank
+        self.bank_count.copy_(torch.where(empty, torch.full_like(counts, n), counts))
+        self.bank_start.copy_(torch.where(empty, torch.zeros_like(starts), starts))
+
     def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         eps = torch.randn(c.shape[0], self.loc.shape[1], generator=generator, device=c.device, dtype=c.dtype)
         if self.kind == "standard":
             return eps
+        if self.kind == "aggregate":
+            b = self._bin(c)
+            u = torch.rand(c.shape[0], generator=generator, device=c.device, dtype=torch.float64)
+            idx = self.bank_start[b] + (u * self.bank_count[b]).long().clamp_max(self.bank_count[b] - 1)
+            return self.bank_loc[idx] + self.bank_scale[idx] * eps
         b = self._bin(c)
         return self.loc[b] + torch.bmm(self.chol[b], eps.unsqueeze(2)).squeeze(2)
 
@@ -412,7 +449,7 @@ class CaloVAE(L.LightningModule):
         return self.generator(incident_energy.to(self.device), generator)
 
     def loss_terms(self, e_inc: torch.Tensor, showers: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """All terms for a batch, plus (condition, latent sample) for the fitted prior."""
+        """All terms for a batch, plus the condition and stacked (z, mu, logvar) for the latent prior."""
         c = self.condition.forward(e_inc)
         mu, logvar = self.encoder(self.transform.forward(showers, e_inc), c)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
@@ -431,7 +468,7 @@ class CaloVAE(L.LightningModule):
         result = dict(terms) if len(terms) > 1 else {}
         result.update(reco=reco, kl=kl, etot=etot, layer=layer_weighted, loss=total)
         result.update({f"layer_{lid}": t for lid, t in zip(self.geometry.layer_ids, per_layer)})
-        return result, c, z
+        return result, c, torch.stack([z, mu, logvar])
 
     # --- Lightning hooks --------------------------------------------------------------------------
     def _step(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -454,8 +491,8 @@ class CaloVAE(L.LightningModule):
         return self._step(batch, "train")[0]
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, c, z = self._step(batch, "val")
-        self._posterior.append((c.detach(), z.detach()))
+        loss, c, post = self._step(batch, "val")
+        self._posterior.append((c.detach(), post.detach()))
         return loss
 
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -467,8 +504,8 @@ class CaloVAE(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._posterior and not self.trainer.sanity_checking:
             c = torch.cat([p[0] for p in self._posterior])
-            z = torch.cat([p[1] for p in self._posterior])
-            self.generator.prior.fit(c, z)
+            post = torch.cat([p[1] for p in self._posterior], dim=1)
+            self.generator.prior.fit(c, post[0], post[1], post[2])
         self._posterior = []
 
     def configure_optimizers(self) -> Any:
