@@ -109,7 +109,7 @@ def report(out: Path, uri: str, run_id: str, metrics: dict[str, float]) -> None:
     console.print(table)
     console.print(f"Results: {out}")
     console.print(f"MLflow parent run {run_id} in {uri}")
-    console.print(f"See it: [bold]mlflow ui --backend-store-uri {uri}[/bold]  (then open http://127.0.0.1:5000)")
+    console.print(f"See it: [bold]{cli('mlflow')} ui --backend-store-uri {uri}[/bold]  (then open http://127.0.0.1:5000)")
 
 
 @hydra.main(config_path=str(config_dir()), config_name="fastsim", version_base="1.3")
