@@ -174,7 +174,9 @@ def run_variant(args: tuple) -> dict[str, Any]:
     gen = CaloShowers(hold.incident_energy, gen)
     tag = name if seed == 1 else f"{name}@seed{seed}"
     result = {"variant": tag, "epochs": trainer.current_epoch, "train_s": round(train_s, 1), "val_loss": float(trainer.callback_metrics["val/loss"]),
-              **summary(gen, model.geometry), "auc_low": auc_low(hold, gen, device, clf=clf)}
+              **summary(gen, model.geometry)}
+    # a diverged model generates NaN, which the classifier cannot tell apart (AUC 0.5): report it instead
+    result["auc_low"] = auc_low(hold, gen, device, clf=clf) if np.isfinite(gen.showers).all() else float("nan")
     print(json.dumps(result), flush=True)
     if post_prior:
         refit_prior(model, val_dl, post_prior)

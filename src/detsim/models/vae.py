@@ -291,7 +291,7 @@ class LatentPrior(nn.Module):
         eps = torch.randn(c.shape[0], self.loc.shape[1], generator=generator, device=c.device, dtype=c.dtype)
         if self.kind == "standard":
             return eps
-        if self.kind == "aggregate":
+        if self.kind == "aggregate" and bool(self.bank_count.any()):  # unfitted: N(loc, chol) = N(0, I)
             b = self._bin(c)
             u = torch.rand(c.shape[0], generator=generator, device=c.device, dtype=torch.float64)
             idx = self.bank_start[b] + (u * self.bank_count[b]).long().clamp_max(self.bank_count[b] - 1)
