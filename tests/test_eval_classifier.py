@@ -117,3 +117,16 @@ def test_showers_one_layer_deeper():
     # the shower also narrows in a given layer (it is younger there), but the longitudinal
     # profile (energy and hit count per layer) moves most
     assert max(profile) > 1.2 * max(others)
+
+
+def test_non_finite_generated_showers_are_an_error_not_auc_one_half():
+    """A diverged generator (all NaN) must not pass as indistinguishable from the reference."""
+    from torch import nn
+
+    from detsim.errors import DetsimError
+    from detsim.eval.classifier import two_sample_test
+
+    reference = np.random.default_rng(0).random((50, 4))
+    generated = np.full((50, 4), np.nan)
+    with pytest.raises(DetsimError, match="generated inputs hold 200 NaN/Inf"):
+        two_sample_test(reference, generated, lambda dim: nn.Linear(dim, 1), {}, seed=0)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from detsim.errors import ConfigError
+from detsim.errors import ConfigError, DetsimError
 from detsim.eval.calibration import IsotonicCalibrator
 from detsim.eval.roc import RocCurve, binary_cross_entropy, jsd_from_bce, roc_auc
 
@@ -240,6 +240,10 @@ def two_sample_test(
     The larger sample is cut to the size of the smaller one (first rows kept): the JSD estimate
     from the cross-entropy assumes balanced classes. `make_backbone(input_dim)` builds the network.
     """
+    for name, rows in (("reference", reference), ("generated", generated)):
+        bad = int(np.size(rows) - np.isfinite(rows).sum())
+        if bad:  # a diverged generator must not score AUC 0.5 ("indistinguishable")
+            raise DetsimError(f"two-sample test: the {name} inputs hold {bad} NaN/Inf values; expected finite showers")
     n = min(len(reference), len(generated))
     if n < 10:
         raise ConfigError(f"the two-sample test needs at least 10 showers per sample, got {n}")
