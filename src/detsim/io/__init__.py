@@ -7,23 +7,15 @@ Readers stream validated chunks; writers append chunks. Models never see files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Iterator, Mapping
 
 from detsim.errors import DataFileError
 from detsim.io.validation import ValidationRules
+from detsim.io.writer import ShowerWriter
 from detsim.showers import CaloShowers
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 ROOT_SUFFIXES = (".root",)
-
-
-class ShowerWriter(Protocol):
-    n_written: int
-
-    def append(self, chunk: CaloShowers) -> None: ...
-    def close(self) -> None: ...
-    def __enter__(self) -> "ShowerWriter": ...
-    def __exit__(self, *exc: object) -> None: ...
 
 
 def file_format(path: str | Path) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from detsim.errors import DataFileError
 from detsim.io.validation import ValidationRules, check_shower_chunk
+from detsim.io.writer import ShowerWriter
 from detsim.showers import CaloShowers
 
 ENERGY_KEY = "incident_energies"
@@ -113,7 +114,7 @@ def iter_hdf5(
             yield CaloShowers(e, s)
 
 
-class HDF5ShowerWriter:
+class HDF5ShowerWriter(ShowerWriter):
     """Append shower chunks to a CaloChallenge-layout file (float64, gzip), so nothing big sits in memory."""
 
     def __init__(self, path: str | Path, n_voxels: int, compression_level: int = 4, attrs: dict | None = None):
@@ -144,8 +145,3 @@ class HDF5ShowerWriter:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> "HDF5ShowerWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -25,6 +25,7 @@ import uproot
 
 from detsim.errors import ConfigError, DataFileError, DetsimError
 from detsim.io.validation import ValidationRules, check_shower_chunk
+from detsim.io.writer import ShowerWriter
 from detsim.showers import CaloShowers
 
 MODES = ("fixed", "jagged", "cells")
@@ -269,7 +270,7 @@ def iter_root(
 # --- writing -------------------------------------------------------------------------------------
 
 
-class RootShowerWriter:
+class RootShowerWriter(ShowerWriter):
     """Append shower chunks to a new ROOT file (one TTree, LZ4), in any of the three layouts.
 
     Each `append` writes one basket per branch, so append chunks of thousands of showers, not one.
@@ -320,9 +321,4 @@ class RootShowerWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "RootShowerWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
