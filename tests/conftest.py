@@ -25,3 +25,13 @@ def calochallenge_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"public CaloChallenge binning files not found at {path} (set DETSIM_SHARED_DATA)")
     return path
+
+
+def write_photon_sample(tmp_path_factory: pytest.TempPathFactory, n: int, seed: int) -> Path:
+    """A small dataset-1 photon file from the reference simulator, written by detsim's HDF5 writer."""
+    from detsim.io import write_showers
+    from detsim.sim import quick_sample
+
+    path = tmp_path_factory.mktemp("showers") / "showers.h5"
+    write_showers(path, quick_sample(geometry="calochallenge_ds1_photons", particle="photon", n=n, seed=seed))
+    return path

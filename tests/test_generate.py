@@ -10,22 +10,20 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from conftest import write_photon_sample
 from detsim.cli.generate import generate
 from detsim.errors import ConfigError, DataFileError
 from detsim.generate import generate_to_file, incident_energies, load_generator
-from detsim.io import read_showers, write_showers
+from detsim.io import read_showers
 from detsim.models.vae import CaloVAE
 from detsim.paths import config_dir
-from detsim.sim import quick_sample
 
 N_VOXELS = 368
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ref") / "showers.h5"
-    write_showers(path, quick_sample(geometry="calochallenge_ds1_photons", particle="photon", n=256, seed=2))
-    return path
+    return write_photon_sample(tmp_path_factory, n=256, seed=2)
 
 
 @pytest.fixture(scope="module")

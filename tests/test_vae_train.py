@@ -7,17 +7,15 @@ import torch
 import pytest
 from hydra import compose, initialize_config_dir
 
+from conftest import write_photon_sample
 from detsim.cli.train import train
 from detsim.io import write_showers
 from detsim.paths import config_dir
-from detsim.sim import quick_sample
 
 
 @pytest.fixture(scope="session")
 def ds1_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("showers") / "showers.h5"
-    write_showers(path, quick_sample(geometry="calochallenge_ds1_photons", particle="photon", n=640, seed=1))
-    return path
+    return write_photon_sample(tmp_path_factory, n=640, seed=1)
 
 
 @pytest.fixture(scope="session")
