@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning.pytorch as L
 import numpy as np
@@ -32,6 +32,7 @@ from detsim.data.transforms import EnergyCondition, VoxelTransform
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.models import losses
+from detsim.models.marginals import MarginalCalibration, condition_bin
 
 HEADS = ("sigmoid", "hurdle")
 PRIORS = ("standard", "fitted", "aggregate")
@@ -166,14 +167,16 @@ class HurdleHead(nn.Module):
 
     def sample_energy(self, out: dict[str, torch.Tensor], lower: torch.Tensor | None,
                       generator: torch.Generator | None, e_inc: torch.Tensor | None = None,
-                      reuse: bool = False, out_buffer: torch.Tensor | None = None) -> torch.Tensor:
+                      reuse: bool = False, out_buffer: torch.Tensor | None = None,
+                      log_map: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """`sample_fraction` x `e_inc` ((N, 1); None: 1), with the same random numbers and roundings.
 
         reuse=True lets the draw overwrite the tensors of `out` (the generator's fast path, ~20 passes
         over N x V floats, so every saved allocation and pass counts). The hit mask is kept as floats
         and multiplied by E_inc first: exp(y) * (hit * E) == (exp(y) * hit) * E exactly, in one pass
         instead of a bool->float conversion and two multiplications. `out_buffer` (N, V), if given,
-        receives the result (no copy into the caller's output array).
+        receives the result (no copy into the caller's output array). `log_map`, if given, maps the
+        sampled log fractions before exponentiation (the marginal calibration, without a log/exp round trip).
         """
         loc = out["loc"]
         p = out["hit"].sigmoid_() if reuse else torch.sigmoid(out["hit"])
@@ -197,6 +200,8 @@ class HurdleHead(nn.Module):
                 v = torch.lerp(p_lo, torch.ones_like(p_lo), v).clamp_(1e-7, 1.0 - 1e-7)
             y = torch.addcmul(loc, scale, torch.special.ndtri(v))
         # y >= lower holds by construction (up to rounding, which the generator's threshold cut absorbs)
+        if log_map is not None:
+            y = log_map(y)
         return y.exp_().mul_(hit)
 
 
@@ -307,7 +312,8 @@ class ShowerGenerator(nn.Module):
     """
 
     def __init__(self, decoder: ShowerDecoder, prior: LatentPrior, condition: EnergyCondition,
-                 threshold_mev: float, calibration: str, layer_bounds: Sequence[tuple[int, int]]):
+                 threshold_mev: float, calibration: str, layer_bounds: Sequence[tuple[int, int]],
+                 marginals: MarginalCalibration | None = None):
         super().__init__()
         if calibration not in CALIBRATIONS:
             raise ConfigError(f"model.calibration: expected one of {CALIBRATIONS}, found {calibration!r}")
@@ -316,6 +322,7 @@ class ShowerGenerator(nn.Module):
         self.calibration = calibration
         self.layer_bounds = [tuple(b) for b in layer_bounds]
         self.n_voxels = int(layer_bounds[-1][1])
+        self.marginals = marginals if marginals is not None else MarginalCalibration(self.n_voxels)
 
     def _calibrate(self, sample: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Rescale a sampled shower so its total (or each layer's) energy is the decoder's expectation."""
@@ -353,16 +360,21 @@ class ShowerGenerator(nn.Module):
         if self.calibration == "none" and isinstance(head, HurdleHead):
             # reuse needs no autograd graph (generate.py runs under inference_mode; a plain call may not)
             grad = torch.is_grad_enabled()
+            marginals = self.marginals
+            log_map = (lambda y: marginals.map_log(y, condition_bin(c, marginals.n_bins))) if marginals.active else None
             sample = head.sample_energy(out, lower, generator, e_inc, reuse=not grad,
-                                        out_buffer=None if grad else showers)
-        else:
-            frac = head.sample_fraction(out, lower, generator)
-            if self.calibration != "none":
-                frac = self._calibrate(frac, head.mean_fraction(out))
-            sample = frac.mul_(e_inc)  # every head returns fractions >= 0
+                                        out_buffer=None if grad else showers, log_map=log_map)
+            self._cut(showers.copy_(sample) if sample.data_ptr() != showers.data_ptr() else showers)
+            return
+        frac = head.sample_fraction(out, lower, generator)
+        if self.calibration != "none":
+            frac = self._calibrate(frac, head.mean_fraction(out))
+        sample = frac.mul_(e_inc)  # every head returns fractions >= 0
         if sample.data_ptr() != showers.data_ptr():
             showers.copy_(sample)
         self._cut(showers)
+        if self.marginals.active:  # the per-voxel map can move a hit below the threshold: cut again
+            self._cut(showers.copy_(self.marginals(showers, e_inc, c)))
 
     def _cut(self, showers: torch.Tensor) -> torch.Tensor:
         """Zero voxels below the readout threshold, in place.
@@ -400,6 +412,7 @@ class CaloVAE(L.LightningModule):
         loss: Mapping[str, Any] | None = None,
         prior: Mapping[str, Any] | None = None,
         calibration: str = "none",
+        marginals: Mapping[str, Any] | None = None,
         readout_threshold_mev: float = 0.0,
         optimizer: Mapping[str, Any] | None = None,
     ) -> None:
@@ -436,8 +449,12 @@ class CaloVAE(L.LightningModule):
             self.threshold,
             calibration,
             [(s.start, s.stop) for s in self.layer_slices],
+            MarginalCalibration(n_vox, **{k: v for k, v in dict(to_plain(marginals) or {}).items()
+                                          if k != "reference_showers"}),
         )
+        self.marginal_reference_showers = int(dict(to_plain(marginals) or {}).get("reference_showers", 20000))
         self._posterior: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._reference: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # --- the model ------------------------------------------------------------------------------
     def forward(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -493,20 +510,48 @@ class CaloVAE(L.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, c, post = self._step(batch, "val")
         self._posterior.append((c.detach(), post.detach()))
+        kept = sum(len(e) for e, _ in self._reference)
+        if self.generator.marginals.kind != "none" and kept < self.marginal_reference_showers:
+            e_inc, showers = unpack_batch(batch)
+            take = self.marginal_reference_showers - kept
+            self._reference.append((e_inc[:take].detach().float(), showers[:take].detach().float()))
         return loss
 
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "test")[0]
 
     def on_validation_epoch_start(self) -> None:
-        self._posterior = []
+        self._posterior, self._reference = [], []
 
     def on_validation_epoch_end(self) -> None:
         if self._posterior and not self.trainer.sanity_checking:
             c = torch.cat([p[0] for p in self._posterior])
             post = torch.cat([p[1] for p in self._posterior], dim=1)
             self.generator.prior.fit(c, post[0], post[1], post[2])
-        self._posterior = []
+            if self._reference:
+                self.fit_marginals(torch.cat([r[0] for r in self._reference]), torch.cat([r[1] for r in self._reference]))
+        self._posterior, self._reference = [], []
+
+    @torch.no_grad()
+    def fit_marginals(self, e_inc: torch.Tensor, showers: torch.Tensor, seed: int = 0) -> None:
+        """Fit the per-voxel marginal calibration to reference showers (MeV) and their energies (MeV).
+
+        The generator draws `samples_per_shower` uncalibrated showers per reference energy (from the
+        current prior, with a fixed seed) and the calibration maps their voxel distributions onto the
+        reference's. Training calls this after each validation epoch with the validation showers, so a
+        checkpoint always holds the calibration of its own decoder.
+        """
+        marginals = self.generator.marginals
+        e_inc = e_inc.reshape(-1).to(self.device, torch.float32)
+        e_gen = e_inc.repeat(max(marginals.samples_per_shower, 1))
+        generator = torch.Generator(device=e_gen.device).manual_seed(seed)
+        marginals.enabled = False
+        try:
+            generated = self.generator(e_gen, generator)
+        finally:
+            marginals.enabled = True
+        marginals.fit(self.condition.forward(e_inc), showers.to(self.device) / e_inc.reshape(-1, 1),
+                      self.condition.forward(e_gen), generated / e_gen.reshape(-1, 1))
 
     def configure_optimizers(self) -> Any:
         cfg = self.optimizer_cfg
@@ -518,6 +563,12 @@ class CaloVAE(L.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **dict(plateau))
         # strict=False: a fit without validation (benchmarks, limit_val_batches=0) keeps the learning rate
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "strict": False}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the marginal calibration existed load with it unfitted (a no-op)."""
+        state = checkpoint.get("state_dict", {})
+        for name, value in self.generator.marginals.state_dict().items():
+            state.setdefault(f"generator.marginals.{name}", value)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the MLflow run, so files generated from this checkpoint can name it."""
