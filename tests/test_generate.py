@@ -95,3 +95,33 @@ def test_user_errors_name_what_is_wrong(checkpoint, tmp_path):
         incident_energies(10)
     with pytest.raises(ConfigError, match="positive"):
         incident_energies(10, energies=[-5.0])
+
+
+def test_compile_auto_only_for_large_jobs():
+    from detsim.generate import use_compile
+
+    assert use_compile("auto", 5_000_000, 5_000_000) and not use_compile("auto", 10_000, 5_000_000)
+    assert use_compile(True, 1, 5_000_000) and not use_compile(False, 10**9, 5_000_000)
+    with pytest.raises(ConfigError, match="compile"):
+        use_compile("sometimes", 1, 1)
+
+
+def test_failed_compilation_falls_back_to_the_same_eager_showers(checkpoint, monkeypatch):
+    """A node without a C++ compiler must still generate, with the showers eager mode gives."""
+    from detsim.generate import iter_generated
+
+    loaded = load_generator(checkpoint)
+    energies = incident_energies(300, energies=[256.0, 65536.0])
+    eager = np.concatenate([c.showers for c in iter_generated(loaded, energies, 128, seed=3, progress=False)])
+
+    def broken_compile(module):
+        def run(*args):
+            torch.rand(5, generator=args[1])  # a failed attempt may already have drawn random numbers
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        fallback = np.concatenate([c.showers for c in iter_generated(loaded, energies, 128, seed=3,
+                                                                      progress=False, compile=True)])
+    np.testing.assert_array_equal(fallback, eager)

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from detsim.cli.app import hydra_app
 from detsim.confutil import to_plain
-from detsim.generate import generate_to_file, incident_energies, load_generator
+from detsim.generate import generate_to_file, incident_energies, load_generator, use_compile
 
 
 def generate(cfg: DictConfig) -> str:
@@ -19,8 +19,9 @@ def generate(cfg: DictConfig) -> str:
         cfg.get("n"), reference=cfg.get("reference"), energies=to_plain(cfg.get("energies")),
         spectrum=spectrum, seed=int(cfg.seed), root=root,
     )
+    compile = use_compile(cfg.get("compile", False), len(energies), int(cfg.get("compile_min_showers", 5_000_000)))
     out = generate_to_file(loaded, energies, cfg.out, int(cfg.batch_size), int(cfg.seed), root=root,
-                           progress=bool(cfg.get("progress", True)), compile=bool(cfg.get("compile", False)))
+                           progress=bool(cfg.get("progress", True)), compile=compile)
     run = f" (MLflow run {loaded.mlflow_run_id})" if loaded.mlflow_run_id else ""
     print(f"wrote {len(energies)} showers to {out}{run}")
     return str(out)
