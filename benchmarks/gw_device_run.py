@@ -88,25 +88,41 @@ def rebuild_sample(bundle: Bundle, split: str, i: int) -> tuple[np.ndarray, floa
     return strain + signal, float(np.sqrt(np.sum(snrs**2)))
 
 
+def rebuild_parts(bundle: Bundle, split: str, i: int) -> tuple[np.ndarray, float]:
+    """(2, n_det, n): sample i's noise and, for a labelled sample, its signal (zeros otherwise), and its SNR.
+
+    Their sum is `rebuild_sample`; kept apart so training can pair every signal with fresh noise."""
+    rng = np.random.default_rng([int(bundle.meta["noise_seed"]), SPLITS[split], int(i)])
+    noise = noise_segment(bundle.psds("noise"), int(bundle.meta["noise_samples"]), int(bundle.meta["n_samples"]),
+                          float(bundle.sim["sample_rate"]), rng)
+    if not bundle.arrays[f"{split}_target"][i]:
+        return np.stack([noise, np.zeros_like(noise)]), 0.0
+    signal, snrs = rebuild_signal(bundle, split, i)
+    return np.stack([noise, signal]), float(np.sqrt(np.sum(snrs**2)))
+
+
 _SHARED: dict[str, Any] = {}
 
 
 def _rebuild_block(job: tuple[str, int, int]) -> tuple[int, np.ndarray, np.ndarray]:
     split, start, stop = job
-    out = [rebuild_sample(_SHARED["bundle"], split, i) for i in range(start, stop)]
+    build = rebuild_parts if _SHARED.get("parts") else rebuild_sample
+    out = [build(_SHARED["bundle"], split, i) for i in range(start, stop)]
     return start, np.stack([s for s, _ in out]).astype(np.float32), np.array([snr for _, snr in out])
 
 
 def rebuild_split(bundle: Bundle, split: str, n: int, workers: int, block: int = 64,
-                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Strain (n, n_det, n_samples) float32 and injected SNR of the first n samples of a split, in parallel."""
+                  progress: bool = True, parts: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Strain (n, n_det, n_samples) float32 and injected SNR of the first n samples of a split, in parallel.
+
+    parts=True: (n, 2, n_det, n_samples), noise and signal apart (`rebuild_parts`)."""
     from rich.progress import track
 
     n_det = len(bundle.sim["detectors"])
-    strain = np.empty((n, n_det, int(bundle.meta["n_samples"])), dtype=np.float32)
+    strain = np.empty((n, *((2,) if parts else ()), n_det, int(bundle.meta["n_samples"])), dtype=np.float32)
     snr = np.empty(n)
     jobs = [(split, s, min(s + block, n)) for s in range(0, n, block)]
-    _SHARED["bundle"] = bundle
+    _SHARED["bundle"], _SHARED["parts"] = bundle, parts
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
     results = pool.imap_unordered(_rebuild_block, jobs) if pool else map(_rebuild_block, jobs)
     for start, x, s in track(results, total=len(jobs), description=f"rebuild {split} ({n})", disable=not progress):
@@ -145,10 +161,15 @@ def _scores(net: Any, x: Any, batch: int) -> np.ndarray:
 
 def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
               device: str, minutes: float, max_epochs: int, batch_size: int, seed: int,
-              progress: bool = True) -> tuple[Any, dict[str, Any]]:
+              progress: bool = True, noise_pool: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
     """Plain-loop training of GW1DCNN (model config from the bundle): the first epoch is timed, the number of
     epochs then set to fit `minutes`, with a cosine learning rate over them; the weights of the best
-    validation AUC are kept."""
+    validation AUC are kept.
+
+    noise_pool: whitened noise-only strain; then `x_train` holds the whitened *signals* (zeros for
+    noise-only samples) and every batch adds a noise segment drawn at random from the pool, so the
+    network never sees the same noise twice with the same signal (whitening is linear, so this is
+    exactly a new sample of the same distribution)."""
     import torch
     from rich.progress import Progress
 
@@ -161,6 +182,7 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
     opt = torch.optim.AdamW(net.parameters(), lr=float(model_cfg["lr"]), weight_decay=float(model_cfg["weight_decay"]))
     xt, yt = torch.as_tensor(x_train, device=device), torch.as_tensor(y_train, dtype=torch.float32, device=device)
     xv = torch.as_tensor(x_val, device=device)
+    pool = None if noise_pool is None else torch.as_tensor(noise_pool, device=device)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     gen = torch.Generator(device="cpu").manual_seed(seed)
     steps_per_epoch = math.ceil(len(xt) / batch_size)
@@ -179,7 +201,10 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
                     for group in opt.param_groups:
                         group["lr"] = float(model_cfg["lr"]) * 0.5 * (1.0 + math.cos(math.pi * frac))
                 idx = order[step * batch_size : (step + 1) * batch_size]
-                loss = loss_fn(net(augment(xt[idx], **model_cfg["augmentation"])), yt[idx])
+                xb = xt[idx]
+                if pool is not None:
+                    xb = xb + pool[torch.randint(len(pool), (len(idx),), generator=gen).to(device)]
+                loss = loss_fn(net(augment(xb, **model_cfg["augmentation"])), yt[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -214,7 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "torch": torch.__version__}
 
     t0 = time.perf_counter()
-    raw_train, _ = rebuild_split(bundle, "train", n_all, args.workers)
+    raw_train, _ = rebuild_split(bundle, "train", n_all, args.workers, parts=args.remix)
     raw_test, snr_test = rebuild_split(bundle, "test", n_test, args.workers)
     dt = time.perf_counter() - t0
     report["synthesis"] = {"samples": n_all + n_test, "seconds": dt, "samples_per_s": (n_all + n_test) / dt,
@@ -232,15 +257,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_val = int(round(n_all * float(bundle.meta["data"]["val_fraction"])))
     n_train = n_all - n_val
     whitener = Whitener(**{k: v for k, v in bundle.meta["preprocessing"].items() if k != "_target_"})
-    whitener.fit(raw_train[:n_train][y_all[:n_train] == 0])
-    x_all, x_test = whitener(raw_train), whitener(raw_test)
+    pool = None
+    if args.remix:   # noise and signal apart: whitening is linear, so whiten each and add them as needed
+        noise, signal = raw_train[:, 0], raw_train[:, 1]
+        whitener.fit(noise[:n_train][y_all[:n_train] == 0])
+        pool, white_signal = whitener(noise[:n_train]), whitener(signal)
+        x_all = white_signal.copy()
+        x_all[n_train:] += whitener(noise[n_train:])  # validation keeps its own fixed noise
+        x_test = whitener(raw_test)
+    else:
+        whitener.fit(raw_train[:n_train][y_all[:n_train] == 0])
+        x_all, x_test = whitener(raw_train), whitener(raw_test)
     del raw_train
     report["whitening_seconds"] = time.perf_counter() - t0
     print(f"whitening: fit on {int(np.sum(y_all[:n_train] == 0))} noise-only training samples, applied to "
           f"{n_all + n_test} in {report['whitening_seconds']:.1f} s")
 
     net, training = train_cnn(bundle, x_all[:n_train], y_all[:n_train], x_all[n_train:], y_all[n_train:],
-                              args.device, args.minutes, args.max_epochs, args.batch_size, args.seed)
+                              args.device, args.minutes, args.max_epochs, args.batch_size, args.seed,
+                              noise_pool=pool)
+    training["remix"] = bool(args.remix)
     training.update(n_train=n_train, n_val=n_val, batch_size=args.batch_size)
     report["training"] = training
     print(f"training: {n_train} samples x {training['epochs']} epochs in {training['seconds']:.1f} s = "
@@ -284,6 +320,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="rebuild processes")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--target", type=float, default=0.02, help="allowed AUC shortfall of the CNN vs the MF")
+    ap.add_argument("--remix", action="store_true",
+                    help="pair each training signal with a random noise segment of the training pool in every batch")
     args = ap.parse_args()
     if args.device is None:
         import torch
