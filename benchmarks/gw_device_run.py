@@ -233,10 +233,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from detsim.eval.roc import roc_auc
 
     bundle = Bundle.load(args.bundle)
+    if args.net:   # architecture overrides of the bundled conf/model/gw_1dcnn.yaml `net`
+        bundle.meta["model"]["net"].update(json.loads(args.net))
     n_all = min(args.n_train or bundle.size("train"), bundle.size("train"))
     n_test = min(args.n_test or bundle.size("test"), bundle.size("test"))
     report: dict[str, Any] = {"bundle": str(args.bundle), "device": args.device, "workers": args.workers,
-                              "torch": torch.__version__}
+                              "torch": torch.__version__, "net": bundle.meta["model"]["net"]}
 
     t0 = time.perf_counter()
     raw_train, _ = rebuild_split(bundle, "train", n_all, args.workers, parts=args.remix)
@@ -320,6 +322,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="rebuild processes")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--target", type=float, default=0.02, help="allowed AUC shortfall of the CNN vs the MF")
+    ap.add_argument("--net", default="", help='JSON overrides of the model\'s net, e.g. \'{"head_kernels": [7, 7, 7]}\'')
     ap.add_argument("--remix", action="store_true",
                     help="pair each training signal with a random noise segment of the training pool in every batch")
     args = ap.parse_args()

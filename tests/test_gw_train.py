@@ -65,3 +65,14 @@ def test_models_and_augmentations():
     branch = sum(p.numel() for p in net.ligo.parameters())
     assert sum(p.numel() for p in net.parameters()) == branch * 2 + sum(
         p.numel() for m in (net.head, net.pool, net.classifier) for p in m.parameters())
+
+
+def test_layer_lists_that_do_not_match_are_a_config_error():
+    """A silently ignored entry once cost this model a head layer; now it is an error naming the keys."""
+    from detsim.errors import ConfigError
+    from detsim.models.gw_cnn import GW1DCNN
+
+    with pytest.raises(ConfigError, match="head_channels, head_kernels and head_pools"):
+        GW1DCNN(head_channels=(64, 128, 128), head_kernels=(7, 7), head_pools=(2, 1))
+    with pytest.raises(ConfigError, match="branch_channels"):
+        GW1DCNN(branch_channels=(1, 16, 32), branch_kernels=(31,), branch_pools=(4,))

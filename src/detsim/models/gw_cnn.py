@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from detsim.data.gw_transforms import CQTFrontEnd
+from detsim.errors import ConfigError
 
 
 class GeM(nn.Module):
@@ -44,10 +45,16 @@ class GW1DCNN(nn.Module):
     """(B, 3, n) whitened strain -> (B,) logits."""
 
     def __init__(self, branch_channels: Sequence[int] = (1, 16, 32), branch_kernels: Sequence[int] = (31, 15),
-                 branch_pools: Sequence[int] = (4, 4), head_channels: Sequence[int] = (64, 128, 128),
-                 head_kernels: Sequence[int] = (7, 7), head_pools: Sequence[int] = (2, 1),
+                 branch_pools: Sequence[int] = (4, 4), head_channels: Sequence[int] = (64, 128, 128, 256, 256),
+                 head_kernels: Sequence[int] = (7, 7, 7, 7, 7), head_pools: Sequence[int] = (2, 2, 2, 2, 1),
                  gem_p: float = 3.0, hidden: int = 64, dropout: float = 0.2) -> None:
         super().__init__()
+        if not len(branch_channels) - 1 == len(branch_kernels) == len(branch_pools):
+            raise ConfigError(f"model.net: branch_channels (with the input's 1) needs one more entry than branch_kernels "
+                              f"and branch_pools; found {list(branch_channels)}, {list(branch_kernels)}, {list(branch_pools)}")
+        if not len(head_channels) == len(head_kernels) == len(head_pools):
+            raise ConfigError(f"model.net: head_channels, head_kernels and head_pools need one entry per layer; found "
+                              f"{list(head_channels)}, {list(head_kernels)}, {list(head_pools)}")
         self.ligo = _conv1d_stack(branch_channels, branch_kernels, branch_pools)
         self.virgo = _conv1d_stack(branch_channels, branch_kernels, branch_pools)
         self.head = _conv1d_stack([3 * branch_channels[-1], *head_channels], head_kernels, head_pools)
