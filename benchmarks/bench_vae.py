@@ -91,11 +91,8 @@ class MarginalsOff(torch.nn.Module):
         self.generator = generator
 
     def forward(self, energies: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        self.generator.marginals.enabled = False
-        try:
+        with self.generator.marginals.disabled():
             return self.generator(energies, gen)
-        finally:
-            self.generator.marginals.enabled = True
 
 
 def fit_marginals_to_simulation(model: torch.nn.Module, device: str, n: int = 20_000) -> None:

@@ -114,9 +114,8 @@ def test_training_fits_the_calibration_on_validation_showers_and_checkpoints_it(
     energies_ = torch.full((256,), 4096.0)
     out = model.sample(energies_, torch.Generator().manual_seed(1))
     assert out.min() >= 0 and not torch.any((out > 0) & (out < THRESHOLD))
-    marginals.enabled = False
-    raw = model.sample(energies_, torch.Generator().manual_seed(1))
-    marginals.enabled = True
+    with marginals.disabled():
+        raw = model.sample(energies_, torch.Generator().manual_seed(1))
     # the map moves energies, never creates a hit (it may push one below the threshold, which is cut)
     assert not torch.equal(out, raw) and not torch.any((out > 0) & (raw == 0))
     loaded = CaloVAE.load_from_checkpoint(trainer.checkpoint_callback.last_model_path).eval()

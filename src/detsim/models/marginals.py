@@ -16,6 +16,8 @@ Voxels with fewer than `min_hits` hits in a bin (reference or generated) keep th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -115,6 +117,15 @@ class MarginalCalibration(nn.Module):
     @property
     def active(self) -> bool:
         return self.enabled and self.kind != "none" and bool(self.fitted)
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Generation without the map inside the block (the draws a fit needs; what the map costs)."""
+        before, self.enabled = self.enabled, False
+        try:
+            yield
+        finally:
+            self.enabled = before
 
     # -- fitting --
     @torch.no_grad()

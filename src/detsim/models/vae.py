@@ -249,7 +249,7 @@ class LatentPrior(nn.Module):
         self.register_buffer("bank_count", torch.zeros(self.n_bins, dtype=torch.long))
 
     def _bin(self, c: torch.Tensor) -> torch.Tensor:
-        return (c.reshape(-1) * self.n_bins).floor().clamp(0, self.n_bins - 1).long()
+        return condition_bin(c, self.n_bins)
 
     @torch.no_grad()
     def fit(self, c: torch.Tensor, z: torch.Tensor, mu: torch.Tensor | None = None,
@@ -545,11 +545,8 @@ class CaloVAE(L.LightningModule):
         e_inc = e_inc.reshape(-1).to(self.device, torch.float32)
         e_gen = e_inc.repeat(max(marginals.samples_per_shower, 1))
         generator = torch.Generator(device=e_gen.device).manual_seed(seed)
-        marginals.enabled = False
-        try:
+        with marginals.disabled():
             generated = self.generator(e_gen, generator)
-        finally:
-            marginals.enabled = True
         marginals.fit(self.condition.forward(e_inc), showers.to(self.device) / e_inc.reshape(-1, 1),
                       self.condition.forward(e_gen), generated / e_gen.reshape(-1, 1))
 
