@@ -36,38 +36,39 @@ def condition_bin(c: torch.Tensor, n_bins: int) -> torch.Tensor:
     return (c.reshape(-1) * n_bins).floor().clamp(0, n_bins - 1).long()
 
 
+def _log_hits(x: torch.Tensor, fill: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log x where x > 0 and `fill` elsewhere, the hit mask, hits per column) of fractions (N, V)."""
+    x = x.detach().double()
+    hits = x > 0
+    logs = torch.where(hits, torch.log(torch.where(hits, x, torch.ones_like(x))), torch.full_like(x, fill))
+    return logs, hits, hits.sum(dim=0)
+
+
 def _column_quantiles(x: torch.Tensor, n_knots: int) -> tuple[np.ndarray, np.ndarray]:
     """Per voxel: `n_knots` evenly spaced quantiles (n_knots, V) of log(x) over its hits (x > 0), and hit counts.
 
     Vectorised over voxels: empty voxels become +inf, so a column sort puts them last and the quantile
     positions of column v only reach its hits (linear interpolation, as numpy's default).
     """
-    x = x.detach().float()
-    hits = x > 0
-    count = hits.sum(dim=0)
+    logs, _, count = _log_hits(x, math.inf)
     if x.shape[0] == 0:
         return np.zeros((n_knots, x.shape[1])), count.cpu().numpy()
-    logs = torch.where(hits, torch.log(torch.where(hits, x, torch.ones_like(x))), torch.full_like(x, math.inf))
     ordered = torch.sort(logs, dim=0).values
     last = (count - 1).clamp_min(0).to(torch.float64)
     pos = torch.linspace(0.0, 1.0, n_knots, dtype=torch.float64, device=x.device)[:, None] * last[None, :]
     low = pos.floor().long()
     high = torch.minimum(low + 1, last.long()[None, :])
-    frac = (pos - low).float()
-    q = torch.lerp(ordered.gather(0, low), ordered.gather(0, high), frac)
-    return torch.nan_to_num(q, posinf=0.0, neginf=0.0).double().cpu().numpy(), count.cpu().numpy()
+    q = torch.lerp(ordered.gather(0, low), ordered.gather(0, high), pos - low)
+    return torch.nan_to_num(q, posinf=0.0, neginf=0.0).cpu().numpy(), count.cpu().numpy()
 
 
 def _column_moments(x: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """Per voxel: (mean, std) of log(x) over its hits, and hit counts."""
-    y = x.detach().double().cpu().numpy()
-    hits = y > 0
-    count = hits.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.where(hits, np.log(np.where(hits, y, 1.0)), 0.0)
-        mean = logs.sum(0) / np.maximum(count, 1)
-        var = np.where(hits, (logs - mean) ** 2, 0.0).sum(0) / np.maximum(count, 1)
-    return (mean, np.sqrt(var)), count
+    logs, hits, count = _log_hits(x, 0.0)
+    n = count.clamp_min(1)
+    mean = logs.sum(dim=0) / n
+    var = torch.where(hits, (logs - mean) ** 2, torch.zeros_like(logs)).sum(dim=0) / n
+    return (mean.cpu().numpy(), var.sqrt().cpu().numpy()), count.cpu().numpy()
 
 
 def _identity_rows(n_rows: int, n_grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
