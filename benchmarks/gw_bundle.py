@@ -8,6 +8,7 @@ PSDs. This script draws from the simulator's priors (conf/gw/priors) and stores
     normalised to unit peak, float16, ragged in one flat array;
   * per sample: label, binary index, inclination, coa_phase, sky position, polarisation, merger time,
     requested network SNR, and pycbc's F+, Fx and Earth-centre delay per detector;
+  * the template bank of conf/gw/bank/default (same cut), for the bank matched filter;
   * the PSDs on the 2 s grid (SNR) and on the noise grid, and the resolved configs (simulator,
     preprocessing, model, data, bank) as JSON, so the other side needs no Hydra.
 Orientation is applied on the other side with `detsim.sim.gw.waveform.orient` (exact for 22-mode
@@ -128,7 +129,7 @@ def pack_waveforms(intrinsic: np.ndarray, sim: Mapping[str, Any], lead: int, tap
 
 def build_bundle(out: str | Path, n_train: int, n_test: int, k_train: int, k_test: int, seed: int = 1,
                  noise_seed: int = 7, workers: int = 1, taper: int = 256, tail: float = 1e-3,
-                 overrides: list[str] | None = None, progress: bool = True) -> Path:
+                 overrides: list[str] | None = None, progress: bool = True, bank: bool = True) -> Path:
     """Draw, compute with pycbc and write the bundle (.npz, compressed); returns its path."""
     from detsim.sim.gw.noise import analytic_psd
 
@@ -146,6 +147,12 @@ def build_bundle(out: str | Path, n_train: int, n_test: int, k_train: int, k_tes
         arrays.update({f"{split}_{key}": value for key, value in extr[split].items()})
         waves = pack_waveforms(draw_binaries(sim, split, k, seed), sim, lead, taper, tail, workers, progress)
         arrays.update({f"{split}_wave_{key}": value for key, value in waves.items()})
+    if bank:   # the template-bank matched filter's templates, so the other side can score the bank search too
+        from detsim.eval.matched_filter import bank_parameters
+
+        grid = np.array([[p[name] for name in INTRINSIC] for p in bank_parameters(cfg["bank"], sim["priors"])])
+        waves = pack_waveforms(grid, sim, lead, taper, tail, workers, progress)
+        arrays.update({f"bank_wave_{key}": value for key, value in waves.items()})
     for j, det in enumerate(sim["detectors"]):
         arrays[f"psd_snr_{det}"] = analytic_psd(str(sim["psd"][det]), n, fs, float(sim["psd"]["f_low"]))
         arrays[f"psd_noise_{det}"] = analytic_psd(str(sim["psd"][det]), noise_n, fs, float(sim["psd"]["f_low"]))
@@ -169,12 +176,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=mp.cpu_count())
     ap.add_argument("--taper", type=int, default=256, help="samples of half-Hann lead-in before the cut")
     ap.add_argument("--tail", type=float, default=1e-3, help="ringdown kept while |h| > tail x peak")
+    ap.add_argument("--no-bank", action="store_true", help="leave out the template bank (conf/gw/bank/default)")
     ap.add_argument("--out", default=".gwbundle/bundle.npz")
     ap.add_argument("overrides", nargs="*", help="simulate-config overrides, e.g. simulator/priors=bbh")
     args = ap.parse_args()
     t0 = time.perf_counter()
     path = build_bundle(args.out, args.n_train, args.n_test, args.k_train, args.k_test, args.seed, args.noise_seed,
-                        args.workers, args.taper, args.tail, args.overrides)
+                        args.workers, args.taper, args.tail, args.overrides, bank=not args.no_bank)
     print(f"bundle {path}: {path.stat().st_size / 2**20:.1f} MiB in {time.perf_counter() - t0:.0f} s "
           f"({args.n_train} + {args.n_test} samples, {args.k_train} + {args.k_test} binaries)")
 

@@ -100,3 +100,45 @@ def test_noise_and_signal_parts_add_up_to_the_sample_and_whiten_linearly(bundle)
     whitener.fit(parts[~labels, 0])
     summed = whitener(parts[:, 0]) + whitener(parts[:, 1])
     np.testing.assert_allclose(summed, whitener(whole), atol=1e-4)
+
+
+def test_redrawn_training_set_is_a_fresh_draw_of_the_same_priors(bundle):
+    """--redraw: each independently drawn group is permuted on its own among the first n training rows
+    (sky position, polarisation and their antenna responses together), labels and validation rows stay,
+    the noise is new, and the rebuilt signals carry the re-drawn SNRs."""
+    run = _load("gw_device_run")
+    n, a = 16, bundle.arrays
+    again = bundle.redrawn(n, draw=1)
+    b = again.arrays
+    np.testing.assert_array_equal(b["train_target"], a["train_target"])
+    sky = np.argsort(a["train_ra"][:n])[np.argsort(np.argsort(b["train_ra"][:n]))]   # row of a each new row came from
+    for key in ("dec", "polarization", "f_plus", "f_cross", "delay"):
+        np.testing.assert_array_equal(b[f"train_{key}"][:n], a[f"train_{key}"][:n][sky])
+    for key in ("wave", "inclination", "coa_phase", "t_merger", "snr", "ra", "f_plus"):
+        np.testing.assert_array_equal(np.sort(b[f"train_{key}"][:n], axis=0), np.sort(a[f"train_{key}"][:n], axis=0))
+        np.testing.assert_array_equal(b[f"train_{key}"][n:], a[f"train_{key}"][n:])
+    assert not np.array_equal(np.argsort(b["train_inclination"][:n]), np.argsort(b["train_snr"][:n]))
+    assert not np.array_equal(b["train_snr"][:n], a["train_snr"][:n])
+    old, _ = run.rebuild_parts(bundle, "train", 0)
+    new, _ = run.rebuild_parts(again, "train", 0)
+    assert np.abs(new[0] - old[0]).max() > 0.1 * np.abs(old[0]).max()            # fresh noise
+    for i in np.flatnonzero(b["train_target"][:n] == 1)[:3]:
+        _, snr = run.rebuild_sample(again, "train", int(i))
+        assert snr == pytest.approx(float(b["train_snr"][i]), rel=0.02)
+
+
+def test_bundled_bank_scores_like_the_pycbc_bank(bundle):
+    """The bank stored in the bundle gives the template-bank matched filter without pycbc."""
+    from detsim.data.gw_transforms import Whitener
+    from detsim.eval.matched_filter import bank_parameters
+
+    run = _load("gw_device_run")
+    train, _ = run.rebuild_split(bundle, "train", bundle.size("train"), workers=1, progress=False)
+    whitener = Whitener(**{k: v for k, v in bundle.meta["preprocessing"].items() if k != "_target_"})
+    whitener.fit(train[bundle.arrays["train_target"] == 0])
+    test, _ = run.rebuild_split(bundle, "test", 6, workers=1, progress=False)
+    mf = run.matched_filter(bundle, whitener, "cpu")
+    bank = bank_parameters(bundle.meta["bank"], bundle.sim["priors"])
+    waves = run.template_waves(bundle, "bank", range(len(bundle.arrays["bank_wave_merger"])))
+    assert len(waves) == len(bank) > 100
+    np.testing.assert_allclose(mf.wave_bank_scores(test, waves), mf.bank_scores(test, bank), rtol=0.02)

@@ -18,10 +18,13 @@ def g2net_dir(tmp_path_factory):
     return synthesise(sim, n=60, seed=4, out=tmp_path_factory.mktemp("g2net"), progress=False)
 
 
-@pytest.mark.parametrize("experiment", ["g2net_1dcnn"])
-def test_few_steps_log_to_mlflow(g2net_dir, tmp_path, experiment):
+@pytest.mark.parametrize("experiment, extra", [
+    ("g2net_1dcnn", []), ("g2net_cqt", []),
+    ("g2net_1dcnn", ["trainer.precision=bf16-mixed", "model.test_time_augmentation=true"]),
+])
+def test_few_steps_log_to_mlflow(g2net_dir, tmp_path, experiment, extra):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    overrides = [
+    overrides = [*extra,
         f"experiment={experiment}", f"data.data_dir={g2net_dir}", f"data.cache_path={tmp_path}/cache.h5",
         "data.batch_size=8", "data.val_fraction=0.3", "data.test_fraction=0.3",
         "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "trainer.accelerator=cpu",
@@ -65,6 +68,25 @@ def test_models_and_augmentations():
     branch = sum(p.numel() for p in net.ligo.parameters())
     assert sum(p.numel() for p in net.parameters()) == branch * 2 + sum(
         p.numel() for m in (net.head, net.pool, net.classifier) for p in m.parameters())
+
+
+def test_symmetric_logits_are_invariant_under_the_training_symmetries():
+    """Test-time averaging over (H1<->L1 swap) x (sign flip): the score of a sample is the score of each of its views."""
+    import torch
+
+    from detsim.models.gw_cnn import symmetric_logits
+
+    class Lopsided(torch.nn.Module):   # odd in h and different for H1 and L1, like a trained network can be
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            return 3.0 * v[:, 0].mean(-1) + v[:, 1].pow(3).mean(-1) - v[:, 2].pow(2).mean(-1)
+
+    torch.manual_seed(0)
+    net, x = Lopsided(), torch.randn(3, 3, 2048)
+    base = symmetric_logits(net, x)
+    assert not torch.allclose(net(x), net(-x)) and not torch.allclose(net(x), net(x[:, [1, 0, 2]]))
+    for view in (x[:, [1, 0, 2]], -x, -x[:, [1, 0, 2]]):
+        torch.testing.assert_close(symmetric_logits(net, view), base)
+    torch.testing.assert_close(base, -x[:, 2].pow(2).mean(-1))           # the odd parts average out
 
 
 def test_layer_lists_that_do_not_match_are_a_config_error():

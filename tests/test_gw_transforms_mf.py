@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from scipy.signal import welch
 
 from detsim.data.gw_transforms import CQTFrontEnd, Whitener
+from detsim.errors import ConfigError
 from detsim.eval.matched_filter import MatchedFilter, wrapped_template
 from detsim.paths import config_dir
 from detsim.sim.gw.synth import SynthSpec, iter_block
@@ -45,9 +46,31 @@ def test_whitening_flattens_noise_psd(noise_and_signal):
     assert (p_white.mean(0)[:, f > 600].mean(-1) < 0.01 * p_white.mean(0)[:, band].mean(-1)).all()  # band-passed
 
 
+def test_output_rate_keeps_the_band_and_whiteness(noise_and_signal):
+    """Resampling to 1024 Hz inside the whitening FFT: the same series as at 2048 Hz, brick-walled at
+    512 Hz, at every second sample; still white and unit variance; a rate that cuts the band is refused."""
+    spec, noise, *_ = noise_and_signal
+    full = Whitener(per_detector_scale=False).fit(noise[:32])(noise[32:40]).astype(np.float64)
+    half = Whitener(per_detector_scale=False, output_rate=1024.0).fit(noise[:32])(noise[32:40])
+    assert half.shape == (*full.shape[:-1], full.shape[-1] // 2)
+    spectrum = np.fft.rfft(full, axis=-1)
+    spectrum[..., full.shape[-1] // 4 :] = 0                         # nothing from 512 Hz up
+    brick = np.fft.irfft(spectrum, n=full.shape[-1], axis=-1)[..., ::2]
+    np.testing.assert_allclose(half, brick, atol=1e-5 * np.abs(brick).max())
+    assert np.sum((full[..., ::2] - brick) ** 2) < 0.02 * np.sum(full**2) / 2   # the cut tail is out of band
+
+    white = Whitener(output_rate=1024.0).fit(noise[:32])(noise[32:])
+    np.testing.assert_allclose(white.std(axis=(0, 2)), 1.0, rtol=0.1)
+    f, p = welch(white.astype(np.float64), fs=1024.0, nperseg=256, axis=-1)
+    band = p.mean(0)[:, (f >= 40) & (f <= 450)]
+    assert (band.std(-1) / band.mean(-1) < 0.10).all()
+    with pytest.raises(ConfigError, match="output_rate"):
+        Whitener(output_rate=800.0)
+
+
 def test_whitener_round_trips_through_npz(noise_and_signal, tmp_path):
     _, noise, *_ = noise_and_signal
-    whitener = Whitener().fit(noise[:16])
+    whitener = Whitener(output_rate=1024.0).fit(noise[:16])
     again = Whitener.load(whitener.save(tmp_path / "w.npz"))
     np.testing.assert_array_equal(whitener(noise[16:18]), again(noise[16:18]))
 
@@ -62,11 +85,10 @@ def test_matched_filter_agrees_with_pycbc(noise_and_signal):
     mf = MatchedFilter(whitener, spec.approximant, spec.f_lower, (0.0, 2.0), coincidence=0.0, lag_rate=2048.0)
     from detsim.eval.matched_filter import _snr_squared
 
-    params = [row]
+    wave = wrapped_template(row, spec.n_samples, spec.approximant, spec.sample_rate, spec.f_lower)
     y = mf._data(strain[None])
-    ours = _snr_squared(y, mf._templates(params, spec.n_samples), spec.n_samples)[0, 0].sqrt().numpy()
-    template = TimeSeries(wrapped_template(row, spec.n_samples, spec.approximant, spec.sample_rate, spec.f_lower),
-                          delta_t=1 / spec.sample_rate)
+    ours = _snr_squared(y, mf._spectra(wave[None], spec.n_samples), spec.n_samples)[0, 0].sqrt().numpy()
+    template = TimeSeries(wave, delta_t=1 / spec.sample_rate)
     psd = FrequencySeries(whitener.psd[0], delta_f=spec.sample_rate / spec.n_samples)
     theirs = abs(matched_filter(template, TimeSeries(strain[0], delta_t=1 / spec.sample_rate), psd=psd,
                                 low_frequency_cutoff=20.0, high_frequency_cutoff=500.0)).numpy()

@@ -2,8 +2,9 @@
 
 `Whitener`: Tukey window, division by the average noise PSD of noise-only training samples (estimated
 with scipy's Welch on the same window), zero-phase Butterworth band-pass (default 20-500 Hz) applied
-as its gain in the same FFT, and per-detector scaling to unit noise variance. The matched filter uses
-the same fitted PSD through `spectrum`, so the CNN and the baseline see identical data.
+as its gain in the same FFT, resampling to `output_rate` in that FFT (the band ends at 500 Hz, so 1024 Hz
+keeps all of it and halves what the CNN reads), and per-detector scaling to unit noise variance. The
+matched filter uses the same fitted PSD through `spectrum`, so the CNN and the baseline see identical data.
 
 `CQTFrontEnd`: optional constant-Q transform for 2D models, nnAudio's CQT1992v2 (installs and runs
 with torch 2.13).
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from scipy import signal
 
-from detsim.errors import DataFileError
+from detsim.errors import ConfigError, DataFileError
 
 
 class Whitener:
@@ -33,8 +34,13 @@ class Whitener:
         filter_order: int = 8,
         per_detector_scale: bool = True,
         chunk: int = 512,
+        output_rate: float | None = None,
     ) -> None:
         self.sample_rate = float(sample_rate)
+        self.output_rate = float(output_rate or sample_rate)
+        if not 2.0 * float(f_high) <= self.output_rate <= self.sample_rate:
+            raise ConfigError(f"preprocessing.output_rate must lie in [2 x f_high, sample_rate] = [{2.0 * float(f_high)}, "
+                              f"{self.sample_rate}] Hz so the band survives; found {self.output_rate}")
         self.tukey_alpha = float(tukey_alpha)
         self.f_low, self.f_high = float(f_low), float(f_high)
         self.filter_order = int(filter_order)
@@ -55,6 +61,13 @@ class Whitener:
         sos = signal.butter(self.filter_order, [self.f_low, self.f_high], btype="bandpass", fs=self.sample_rate, output="sos")
         _, response = signal.sosfreqz(sos, worN=self.frequencies(n), fs=self.sample_rate)
         return np.abs(response)
+
+    def output_length(self, n: int) -> int:
+        """Samples of a whitened n-sample segment at `output_rate`."""
+        n_out = n * self.output_rate / self.sample_rate
+        if abs(n_out - round(n_out)) > 1e-9:
+            raise ValueError(f"{n} samples at {self.sample_rate} Hz do not resample to a whole number at {self.output_rate} Hz")
+        return int(round(n_out))
 
     def in_band(self, n: int) -> np.ndarray:
         f = self.frequencies(n)
@@ -91,12 +104,16 @@ class Whitener:
         return np.fft.rfft(np.asarray(strain, dtype=np.float64) * w, axis=-1) / safe
 
     def __call__(self, strain: np.ndarray) -> np.ndarray:
+        """(N, n_det, n) strain -> (N, n_det, output_length(n)) float32."""
         n = strain.shape[-1]
-        gain = self.band_gain(n)
-        out = np.empty(strain.shape, dtype=np.float32)
+        n_out = self.output_length(n)
+        gain = self.band_gain(n)[: n_out // 2 + 1] * (n_out / n)   # bins above the new Nyquist are out of band
+        if n_out < n:
+            gain[-1] = 0.0     # the new Nyquist bin would lose its imaginary part; it is out of band anyway
+        out = np.empty((*strain.shape[:-1], n_out), dtype=np.float32)
         for start in range(0, len(strain), self.chunk):
-            block = self.spectrum(strain[start : start + self.chunk]) * gain
-            white = np.fft.irfft(block, n=n, axis=-1)
+            block = self.spectrum(strain[start : start + self.chunk])[..., : n_out // 2 + 1] * gain
+            white = np.fft.irfft(block, n=n_out, axis=-1)
             if self.scale is not None:
                 white /= self.scale[:, None]
             out[start : start + self.chunk] = white
@@ -106,7 +123,7 @@ class Whitener:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         np.savez(path, psd=self.psd, scale=self.scale, sample_rate=self.sample_rate, tukey_alpha=self.tukey_alpha,
-                 f_low=self.f_low, f_high=self.f_high, filter_order=self.filter_order)
+                 f_low=self.f_low, f_high=self.f_high, filter_order=self.filter_order, output_rate=self.output_rate)
         return path
 
     @classmethod
@@ -115,7 +132,8 @@ class Whitener:
         try:
             data = np.load(path)
             obj = cls(float(data["sample_rate"]), float(data["tukey_alpha"]), float(data["f_low"]),
-                      float(data["f_high"]), int(data["filter_order"]))
+                      float(data["f_high"]), int(data["filter_order"]),
+                      output_rate=float(data["output_rate"]) if "output_rate" in data.files else None)
             obj.psd, obj.scale = data["psd"], data["scale"]
         except (OSError, KeyError, ValueError) as exc:
             raise DataFileError(path, None, "a saved Whitener (.npz with psd, scale, ...)", str(exc)) from None

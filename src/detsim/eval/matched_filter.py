@@ -58,13 +58,6 @@ def whitened_spectra(waves: np.ndarray, whitener: Whitener) -> np.ndarray:
     return spectra * whitener.in_band(n)
 
 
-def template_spectra(params: Sequence[Mapping[str, float]], whitener: Whitener, n: int, approximant: str,
-                     f_lower: float) -> np.ndarray:
-    """(K, n_det, n_freq) normalised template spectra, in band, in the same units as `whitener.spectrum`."""
-    return whitened_spectra(np.stack([wrapped_template(p, n, approximant, whitener.sample_rate, f_lower)
-                                      for p in params]), whitener)
-
-
 def bank_parameters(bank: Mapping[str, Any], priors: Mapping[str, Any]) -> list[dict[str, float]]:
     """A grid in (log chirp mass, mass ratio, effective aligned spin) covering the prior's mass box."""
     lo, hi = float(priors["mass2"]["low"]), float(priors["mass1"]["high"])
@@ -132,16 +125,26 @@ class MatchedFilter:
         y = (self.whitener.spectrum(strain) * self.whitener.in_band(n))[..., : self._band(n)]
         return torch.as_tensor(y, dtype=torch.complex64, device=self.device)
 
-    def _templates(self, params: Sequence[Mapping[str, float]], n: int) -> torch.Tensor:
-        t = template_spectra(params, self.whitener, n, self.approximant, self.f_lower)[..., : self._band(n)]
-        return torch.as_tensor(t, dtype=torch.complex64, device=self.device)
+    def _spectra(self, waves: np.ndarray, n: int) -> torch.Tensor:
+        """Whitened, in-band spectra of wrapped templates (K, n), scaled to unit norm (the statistic ignores
+        the template's scale, and unit norm keeps |T|^2 sums inside complex64's range)."""
+        spectra = whitened_spectra(np.asarray(waves, dtype=np.float64), self.whitener)[..., : self._band(n)]
+        spectra /= np.maximum(np.linalg.norm(spectra, axis=-1, keepdims=True), 1e-300)
+        return torch.as_tensor(spectra, dtype=torch.complex64, device=self.device)
 
     def bank_scores(self, strain: np.ndarray, bank: Sequence[Mapping[str, float]], progress: bool = False) -> np.ndarray:
+        """Max over the pycbc templates of `bank` (intrinsic parameters) of the network statistic."""
+        n = strain.shape[-1]
+        waves = np.stack([wrapped_template(p, n, self.approximant, self.whitener.sample_rate, self.f_lower) for p in bank])
+        return self.wave_bank_scores(strain, waves, progress)
+
+    def wave_bank_scores(self, strain: np.ndarray, waves: np.ndarray, progress: bool = False) -> np.ndarray:
+        """Max over a bank given as wrapped templates (K, n) (`wrap_at_merger`), so pycbc-free callers can score it."""
         from rich.progress import track
 
         n = strain.shape[-1]
         n_lags, lo, hi = self._lags(n)
-        spectra = self._templates(bank, n)
+        spectra = self._spectra(waves, n)
         scores = np.empty(len(strain))
         starts = range(0, len(strain), self.batch)
         for start in track(starts, description="matched filter (bank)", disable=not progress):
@@ -172,11 +175,7 @@ class MatchedFilter:
         starts = range(0, len(strain), self.batch)
         for start in track(starts, description="matched filter (true templates)", disable=not progress):
             sl = slice(start, min(start + self.batch, len(strain)))
-            batch_waves = waves(sl) if callable(waves) else waves[sl]
-            spectra = whitened_spectra(np.asarray(batch_waves, dtype=np.float64), self.whitener)[..., : self._band(n)]
-            # the statistic ignores the template's scale: unit norm keeps |T|^2 sums inside complex64's range
-            spectra /= np.maximum(np.linalg.norm(spectra, axis=-1, keepdims=True), 1e-300)
-            t = torch.as_tensor(spectra, dtype=torch.complex64, device=self.device)
+            t = self._spectra(waves(sl) if callable(waves) else waves[sl], n)
             snr2 = _snr_squared(self._data(strain[sl]), t, n_lags)
             scores[sl] = _network(snr2, self.coincidence, lo, hi).sqrt().cpu().numpy()
         return scores

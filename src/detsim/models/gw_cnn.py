@@ -3,7 +3,8 @@
 `GW1DCNN`: a convolutional branch per detector on whitened strain (H1 and L1 share one branch: the two
 LIGO detectors are nearly co-aligned and equally sensitive, so weight sharing halves what must be learnt),
 a joint convolutional head and GeM pooling. `GW2DCNN`: a constant-Q front end and a small 2D CNN.
-`GWClassifier`: the LightningModule (BCE loss, augmentations from config, `val/auc`, test plots).
+`GWClassifier`: the LightningModule (BCE loss, augmentations from config, optional test-time averaging over
+the same symmetries, `val/auc`, test plots).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _conv1d_stack(channels: Sequence[int], kernels: Sequence[int], pools: Sequen
 class GW1DCNN(nn.Module):
     """(B, 3, n) whitened strain -> (B,) logits."""
 
-    def __init__(self, branch_channels: Sequence[int] = (1, 16, 32), branch_kernels: Sequence[int] = (31, 15),
+    def __init__(self, branch_channels: Sequence[int] = (1, 16, 32), branch_kernels: Sequence[int] = (15, 7),
                  branch_pools: Sequence[int] = (4, 4), head_channels: Sequence[int] = (64, 128, 128, 256, 256),
                  head_kernels: Sequence[int] = (7, 7, 7, 7, 7), head_pools: Sequence[int] = (2, 2, 2, 2, 1),
                  gem_p: float = 3.0, hidden: int = 64, dropout: float = 0.2) -> None:
@@ -107,12 +108,19 @@ def augment(x: torch.Tensor, swap_ligo: float = 0.0, sign_flip: float = 0.0, tim
     return x
 
 
+def symmetric_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean logit over the four label-preserving views of a batch (as is, H1<->L1, h -> -h, both):
+    test-time augmentation with the training augmentations' symmetries, 4x the inference cost."""
+    views = (x, x[:, [1, 0, 2]], -x, -x[:, [1, 0, 2]])
+    return torch.stack([net(view) for view in views]).mean(0)
+
+
 class GWClassifier(L.LightningModule):
     """Signal vs noise on whitened strain; logs train/loss, val/loss, val/auc, test/auc and test plots."""
 
     def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4,
                  augmentation: Mapping[str, Any] | None = None, snr_bins: Sequence[float] = (0, 6, 8, 10, 12, 20),
-                 false_alarm: float = 0.01, example_length: int = 4096) -> None:
+                 false_alarm: float = 0.01, example_length: int = 2048, test_time_augmentation: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.net = net
@@ -130,10 +138,10 @@ class GWClassifier(L.LightningModule):
         return loss
 
     def _eval_step(self, stage: str, batch: Mapping[str, torch.Tensor]) -> None:
-        logits = self(batch["x"])
+        logits = symmetric_logits(self.net, batch["x"]) if self.hparams.test_time_augmentation else self(batch["x"])
         self.log(f"{stage}/loss", self.loss_fn(logits, batch["y"]), prog_bar=True, batch_size=len(logits))
         for key, value in (("score", logits), ("y", batch["y"]), ("snr", batch["snr"]), ("index", batch["index"])):
-            self._outputs.setdefault(key, []).append(value.detach().cpu())
+            self._outputs.setdefault(key, []).append(value.detach().float().cpu())   # float: bf16 has no numpy type
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)
