@@ -92,13 +92,18 @@ class GW2DCNN(nn.Module):
         return self.classifier(self.pool(self.body(self.front(x)))).squeeze(-1)
 
 
+def ligo_swapped(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, n) H1, L1, V1 -> L1, H1, V1: the two LIGO detectors exchanged."""
+    return x[:, [1, 0, 2]]
+
+
 def augment(x: torch.Tensor, swap_ligo: float = 0.0, sign_flip: float = 0.0, time_shift: int = 0) -> torch.Tensor:
     """Label-preserving transforms of a batch: swap H1<->L1, flip the sign of all detectors (a polarisation
     rotation), roll all detectors by the same random shift (keeps inter-detector delays)."""
     b = x.shape[0]
     if swap_ligo > 0:
         swap = torch.rand(b, device=x.device) < swap_ligo
-        x = torch.where(swap[:, None, None], x[:, [1, 0, 2]], x)
+        x = torch.where(swap[:, None, None], ligo_swapped(x), x)
     if sign_flip > 0:
         x = x * torch.where(torch.rand(b, device=x.device) < sign_flip, -1.0, 1.0)[:, None, None]
     if time_shift > 0:
@@ -111,7 +116,8 @@ def augment(x: torch.Tensor, swap_ligo: float = 0.0, sign_flip: float = 0.0, tim
 def symmetric_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Mean logit over the four label-preserving views of a batch (as is, H1<->L1, h -> -h, both):
     test-time augmentation with the training augmentations' symmetries, 4x the inference cost."""
-    views = (x, x[:, [1, 0, 2]], -x, -x[:, [1, 0, 2]])
+    swapped = ligo_swapped(x)
+    views = (x, swapped, -x, -swapped)
     return torch.stack([net(view) for view in views]).mean(0)
 
 
