@@ -142,3 +142,44 @@ def test_bundled_bank_scores_like_the_pycbc_bank(bundle):
     waves = run.template_waves(bundle, "bank", range(len(bundle.arrays["bank_wave_merger"])))
     assert len(waves) == len(bank) > 100
     np.testing.assert_allclose(mf.wave_bank_scores(test, waves), mf.bank_scores(test, bank), rtol=0.02)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three one-epoch device runs on one bundle: two seeds on the same test set, one on a shorter test set."""
+    root = tmp_path_factory.mktemp("gwruns")
+    path = root / "bundle.npz"
+    _load("gw_bundle").build_bundle(path, n_train=80, n_test=24, k_train=3, k_test=3, seed=5, progress=False)
+    run = _load("gw_device_run")
+    common = ["--bundle", str(path), "--device", "cpu", "--workers", "1", "--max-epochs", "1", "--minutes", "0.01",
+              "--no-bank", "--batch-size", "32"]
+    for name, extra in {"seed1": ["--seed", "1"], "seed2": ["--seed", "2"], "short": ["--n-test", "16"]}.items():
+        run.run(run.parse_args(common + extra + ["--out", str(root / name)]))
+    return root
+
+
+def test_ensemble_averages_member_logits_on_one_test_set(runs):
+    """The ensemble score is the mean of the members' configured CNN scores, judged against the same matched filter."""
+    from detsim.eval.roc import roc_auc
+
+    ensemble = _load("gw_ensemble")
+    report = ensemble.main([str(runs / "seed1"), str(runs / "seed2"), "--out", str(runs / "ens")])
+    members = [ensemble.RunScores.load(runs / name) for name in ("seed1", "seed2")]
+    assert all(m.cnn_key == "cnn_symmetric" for m in members)   # conf/model/gw_1dcnn: test_time_augmentation
+    mean = (members[0].scores["cnn_symmetric"] + members[1].scores["cnn_symmetric"]) / 2
+    assert not np.allclose(members[0].scores["cnn_symmetric"], members[1].scores["cnn_symmetric"])
+    target = members[0].scores["target"]
+    assert report["auc"]["cnn_ensemble"] == pytest.approx(roc_auc(target, mean))
+    assert report["auc"]["mf_true"] == pytest.approx(members[0].report["auc"]["mf_true"])
+    assert report["gap"] == pytest.approx(report["auc"]["cnn_ensemble"] - report["auc"]["mf_true"])
+    assert (runs / "ens" / "gw_ensemble.json").is_file()
+
+
+def test_ensemble_refuses_runs_on_different_test_sets(runs):
+    ensemble = _load("gw_ensemble")
+    with pytest.raises(ValueError, match="another test set"):
+        ensemble.ensemble_scores([ensemble.RunScores.load(runs / name) for name in ("seed1", "short")])
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble.ensemble_scores([ensemble.RunScores.load(runs / "seed1")])
+    with pytest.raises(FileNotFoundError, match="not a gw_device_run output"):
+        ensemble.RunScores.load(runs)

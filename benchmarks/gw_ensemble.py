@@ -1,0 +1,96 @@
+"""Score an ensemble of 1D CNNs trained by separate `gw_device_run.py` runs on the same bundle: the mean of
+their logits (each run's configured view) against the matched filters those runs measured on the same test set.
+
+Independently trained networks make partly independent errors on a noisy test set, so averaging them is the
+cheapest way to more AUC once one network has stopped improving; every G2Net top entry was such an ensemble.
+Runs already trained are combined without re-training:
+    PYTHONPATH=src python3 benchmarks/gw_ensemble.py outputs/run_seed1 outputs/run_seed2 --out outputs/ensemble
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gw_device_run import Bundle, report_scores  # noqa: E402
+
+REPORT, SCORES = "gw_device_run.json", "gw_test_scores.npz"
+
+
+@dataclass
+class RunScores:
+    """One finished run: its report and its test-set scores."""
+
+    path: Path
+    report: dict[str, Any]
+    scores: dict[str, np.ndarray]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunScores":
+        path = Path(path)
+        missing = [name for name in (REPORT, SCORES) if not (path / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a gw_device_run output: missing {', '.join(missing)}")
+        with np.load(path / SCORES) as data:
+            scores = {k: data[k] for k in data.files}
+        return cls(path, json.loads((path / REPORT).read_text()), scores)
+
+    @property
+    def cnn_key(self) -> str:
+        """The CNN score the run itself reported (older runs, before `cnn` was stored, used one view)."""
+        return str(self.report.get("cnn", "cnn"))
+
+
+def ensemble_scores(runs: list[RunScores]) -> dict[str, np.ndarray]:
+    """Each member's CNN score, their mean (`cnn_ensemble`) and the matched filters of the first run that has
+    them; refuses runs whose test sets differ, since their scores would not be of the same samples."""
+    if len(runs) < 2:
+        raise ValueError(f"an ensemble needs at least two runs, got {len(runs)}")
+    first = runs[0]
+    for other in runs[1:]:
+        for key in ("target", "snr"):
+            if not np.array_equal(first.scores[key], other.scores[key]):
+                raise ValueError(f"{other.path} scored another test set than {first.path} ('{key}' differs): "
+                                 "members must come from the same bundle, --n-test and --n-train")
+    members = {f"cnn_member{i + 1}": run.scores[run.cnn_key].astype(np.float64) for i, run in enumerate(runs)}
+    scores = {**members, "cnn_ensemble": np.mean(list(members.values()), axis=0)}
+    for run in runs:   # matched filters do not depend on the network: take each from the first run that has it
+        for key in (k for k in run.scores if k.startswith("mf_") and k not in scores):
+            scores[key] = run.scores[key]
+    if "mf_true" not in scores:
+        raise ValueError("no run holds the true-template matched filter score 'mf_true'")
+    return scores
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="output folders of gw_device_run.py (same bundle and test set)")
+    ap.add_argument("--bundle", default=None, help="the runs' bundle, for the SNR bins and model config "
+                                                   "(default: the one the first run names)")
+    ap.add_argument("--target", type=float, default=0.02, help="allowed AUC shortfall of the CNN vs the MF")
+    ap.add_argument("--out", default=None, help="folder for gw_ensemble.json (default: print only)")
+    args = ap.parse_args(argv)
+    runs = [RunScores.load(path) for path in args.runs]
+    bundle = Bundle.load(args.bundle or runs[0].report["bundle"])
+    scores = ensemble_scores(runs)
+    target, snr = runs[0].scores["target"], runs[0].scores["snr"]
+    label = (f"ensemble of {len(runs)} CNNs ({', '.join(run.cnn_key for run in runs)}), test set {len(target)} "
+             f"samples")
+    report = {"runs": [str(run.path) for run in runs],
+              **report_scores(scores, target, snr, bundle.meta["model"], "cnn_ensemble", args.target, label)}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "gw_ensemble.json").write_text(json.dumps(report, indent=1, default=float))
+    return report
+
+
+if __name__ == "__main__":
+    main()
