@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gw_device_run import Bundle, report_scores  # noqa: E402
 
 REPORT, SCORES = "gw_device_run.json", "gw_test_scores.npz"
+VIEWS = {"symmetric": "cnn_symmetric", "one": "cnn"}   # --view -> the score's key in gw_test_scores.npz
 
 
 @dataclass
@@ -42,14 +43,16 @@ class RunScores:
             scores = {k: data[k] for k in data.files}
         return cls(path, json.loads((path / REPORT).read_text()), scores)
 
-    @property
-    def cnn_key(self) -> str:
-        """The CNN score the run itself reported (older runs, before `cnn` was stored, used one view)."""
-        return str(self.report.get("cnn", "cnn"))
+    def cnn_score(self, view: str) -> np.ndarray:
+        """The CNN's test logits in `view`: 'symmetric' (mean over the four symmetric views) or 'one'."""
+        key = VIEWS[view]
+        if key not in self.scores:
+            raise KeyError(f"{self.path / SCORES} holds no '{key}' score (view '{view}'); it has {sorted(self.scores)}")
+        return self.scores[key].astype(np.float64)
 
 
-def ensemble_scores(runs: list[RunScores]) -> dict[str, np.ndarray]:
-    """Each member's CNN score, their mean (`cnn_ensemble`) and the matched filters of the first run that has
+def ensemble_scores(runs: list[RunScores], view: str = "symmetric") -> dict[str, np.ndarray]:
+    """Each member's CNN score in `view`, their mean (`cnn_ensemble`) and the matched filters of the first run that has
     them; refuses runs whose test sets differ, since their scores would not be of the same samples."""
     if len(runs) < 2:
         raise ValueError(f"an ensemble needs at least two runs, got {len(runs)}")
@@ -59,7 +62,7 @@ def ensemble_scores(runs: list[RunScores]) -> dict[str, np.ndarray]:
             if not np.array_equal(first.scores[key], other.scores[key]):
                 raise ValueError(f"{other.path} scored another test set than {first.path} ('{key}' differs): "
                                  "members must come from the same bundle, --n-test and --n-train")
-    members = {f"cnn_member{i + 1}": run.scores[run.cnn_key].astype(np.float64) for i, run in enumerate(runs)}
+    members = {f"cnn_member{i + 1}": run.cnn_score(view) for i, run in enumerate(runs)}
     scores = {**members, "cnn_ensemble": np.mean(list(members.values()), axis=0)}
     for run in runs:   # matched filters do not depend on the network: take each from the first run that has it
         for key in (k for k in run.scores if k.startswith("mf_") and k not in scores):
@@ -74,16 +77,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("runs", nargs="+", help="output folders of gw_device_run.py (same bundle and test set)")
     ap.add_argument("--bundle", default=None, help="the runs' bundle, for the SNR bins and model config "
                                                    "(default: the one the first run names)")
+    ap.add_argument("--view", choices=sorted(VIEWS), default="symmetric",
+                    help="each member's score: mean over the four symmetric views (conf/model/gw_1dcnn "
+                         "test_time_augmentation, the default) or one view")
     ap.add_argument("--target", type=float, default=0.02, help="allowed AUC shortfall of the CNN vs the MF")
     ap.add_argument("--out", default=None, help="folder for gw_ensemble.json (default: print only)")
     args = ap.parse_args(argv)
     runs = [RunScores.load(path) for path in args.runs]
     bundle = Bundle.load(args.bundle or runs[0].report["bundle"])
-    scores = ensemble_scores(runs)
+    scores = ensemble_scores(runs, args.view)
     target, snr = runs[0].scores["target"], runs[0].scores["snr"]
-    label = (f"ensemble of {len(runs)} CNNs ({', '.join(run.cnn_key for run in runs)}), test set {len(target)} "
-             f"samples")
-    report = {"runs": [str(run.path) for run in runs],
+    label = f"ensemble of {len(runs)} CNNs ({args.view} view), test set {len(target)} samples"
+    report = {"runs": [str(run.path) for run in runs], "view": args.view,
               **report_scores(scores, target, snr, bundle.meta["model"], "cnn_ensemble", args.target, label)}
     if args.out:
         out = Path(args.out)
