@@ -3,7 +3,8 @@ their logits (each run's configured view) against the matched filters those runs
 
 Independently trained networks make partly independent errors on a noisy test set, so averaging them is the
 cheapest way to more AUC once one network has stopped improving; every G2Net top entry was such an ensemble.
-Runs already trained are combined without re-training:
+Runs already trained are combined without re-training (one run alone gives its own tables, among them
+the chirp-mass breakdown that gw_device_run does not print):
     PYTHONPATH=src python3 benchmarks/gw_ensemble.py outputs/run_seed1 outputs/run_seed2 --out outputs/ensemble
 """
 
@@ -20,6 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gw_device_run import Bundle, report_scores  # noqa: E402
+
+from detsim.eval.gw_report import format_table  # noqa: E402
 
 REPORT, SCORES = "gw_device_run.json", "gw_test_scores.npz"
 VIEWS = {"symmetric": "cnn_symmetric", "one": "cnn"}   # --view -> the score's key in gw_test_scores.npz
@@ -54,8 +57,8 @@ class RunScores:
 def ensemble_scores(runs: list[RunScores], view: str = "symmetric") -> dict[str, np.ndarray]:
     """Each member's CNN score in `view`, their mean (`cnn_ensemble`) and the matched filters of the first run that has
     them; refuses runs whose test sets differ, since their scores would not be of the same samples."""
-    if len(runs) < 2:
-        raise ValueError(f"an ensemble needs at least two runs, got {len(runs)}")
+    if not runs:
+        raise ValueError("an ensemble needs at least one run")
     first = runs[0]
     for other in runs[1:]:
         for key in ("target", "snr"):
@@ -72,6 +75,26 @@ def ensemble_scores(runs: list[RunScores], view: str = "symmetric") -> dict[str,
     return scores
 
 
+def chirp_masses_of_test_set(bundle: Bundle, n: int) -> np.ndarray:
+    """Chirp mass of the binary behind each of the first n test samples (noise-only: drawn, not injected)."""
+    from detsim.eval.matched_filter import chirp_mass
+
+    mass1, mass2 = bundle.arrays["test_wave_intrinsic"][bundle.arrays["test_wave"][:n]][:, :2].T
+    return chirp_mass(mass1.astype(np.float64), mass2.astype(np.float64))
+
+
+def chirp_mass_table(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.ndarray, mchirp: np.ndarray,
+                     edges: list[float], snr_range: tuple[float, float], false_alarm: float) -> list[dict[str, Any]]:
+    """AUC and efficiency of signals with injected SNR in `snr_range`, per chirp-mass bin, against all noise:
+    where in the mass range a detector loses to the matched filter (long low-mass chirps need coherent
+    integration over many cycles; short heavy ones do not)."""
+    from detsim.eval.gw_report import snr_binned_table
+
+    target = target.astype(bool)
+    keep = ~target | ((snr >= snr_range[0]) & (snr < snr_range[1]))
+    return snr_binned_table({k: v[keep] for k, v in scores.items()}, target[keep], mchirp[keep], edges, false_alarm)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="output folders of gw_device_run.py (same bundle and test set)")
@@ -81,6 +104,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="each member's score: mean over the four symmetric views (conf/model/gw_1dcnn "
                          "test_time_augmentation, the default) or one view")
     ap.add_argument("--target", type=float, default=0.02, help="allowed AUC shortfall of the CNN vs the MF")
+    ap.add_argument("--mchirp-bins", type=float, nargs="+", default=[5, 15, 20, 25, 30, 50],
+                    help="chirp-mass bin edges (solar masses) of the second table")
+    ap.add_argument("--mchirp-snr", type=float, nargs=2, default=[6, 10], metavar=("LOW", "HIGH"),
+                    help="injected-SNR range of the signals in the chirp-mass table (where detectors differ)")
     ap.add_argument("--out", default=None, help="folder for gw_ensemble.json (default: print only)")
     args = ap.parse_args(argv)
     runs = [RunScores.load(path) for path in args.runs]
@@ -90,6 +117,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     label = f"ensemble of {len(runs)} CNNs ({args.view} view), test set {len(target)} samples"
     report = {"runs": [str(run.path) for run in runs], "view": args.view,
               **report_scores(scores, target, snr, bundle.meta["model"], "cnn_ensemble", args.target, label)}
+    rows = chirp_mass_table(scores, target, snr, chirp_masses_of_test_set(bundle, len(target)), args.mchirp_bins,
+                            tuple(args.mchirp_snr), float(bundle.meta["model"]["false_alarm"]))
+    print(f"signals with injected SNR {args.mchirp_snr[0]:g}-{args.mchirp_snr[1]:g} by chirp mass (Msun), against all noise:")
+    print(format_table(rows, bin_name="Mchirp"))
+    report["chirp_mass_table"] = rows
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

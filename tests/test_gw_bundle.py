@@ -172,16 +172,28 @@ def test_ensemble_averages_member_logits_on_one_test_set(runs):
     assert report["auc"]["mf_true"] == pytest.approx(members[0].report["auc"]["mf_true"])
     assert report["gap"] == pytest.approx(report["auc"]["cnn_ensemble"] - report["auc"]["mf_true"])
     assert (runs / "ens" / "gw_ensemble.json").is_file()
+    by_mass = report["chirp_mass_table"]
+    snr, mchirp = members[0].scores["snr"], ensemble.chirp_masses_of_test_set(ensemble.Bundle.load(runs / "bundle.npz"), len(target))
+    in_table = target.astype(bool) & (snr >= 6) & (snr < 10) & (mchirp >= 5) & (mchirp < 50)
+    ens_rows = [r for r in by_mass if r["detector"] == "cnn_ensemble" and r["snr_bin"] != "all"]
+    assert sum(r["n_signal"] for r in ens_rows) == in_table.sum()
     one_view = ensemble.main([str(runs / "seed1"), str(runs / "seed2"), "--view", "one"])
     assert one_view["auc"]["cnn_ensemble"] == pytest.approx(
         roc_auc(target, (members[0].scores["cnn"] + members[1].scores["cnn"]) / 2))
+
+
+def test_chirp_mass_of_equal_and_unequal_masses():
+    from detsim.eval.matched_filter import chirp_mass
+
+    assert chirp_mass(30.0, 30.0) == pytest.approx(30.0 * 2 ** -0.2)     # equal masses: m / 2^(1/5)
+    assert chirp_mass(np.array([36.0]), np.array([29.0]))[0] == pytest.approx(28.1, abs=0.05)   # GW150914's source frame
 
 
 def test_ensemble_refuses_runs_on_different_test_sets(runs):
     ensemble = _load("gw_ensemble")
     with pytest.raises(ValueError, match="another test set"):
         ensemble.ensemble_scores([ensemble.RunScores.load(runs / name) for name in ("seed1", "short")])
-    with pytest.raises(ValueError, match="at least two"):
-        ensemble.ensemble_scores([ensemble.RunScores.load(runs / "seed1")])
+    with pytest.raises(ValueError, match="at least one"):
+        ensemble.ensemble_scores([])
     with pytest.raises(FileNotFoundError, match="not a gw_device_run output"):
         ensemble.RunScores.load(runs)

@@ -31,8 +31,8 @@ def snr_binned_table(scores: Mapping[str, np.ndarray], target: np.ndarray, snr: 
     return rows
 
 
-def format_table(rows: Sequence[Mapping[str, float | str]]) -> str:
-    lines = [f"{'detector':<16}{'SNR bin':>10}{'n_sig':>8}{'AUC':>9}{'eff@FAP':>9}"]
+def format_table(rows: Sequence[Mapping[str, float | str]], bin_name: str = "SNR bin") -> str:
+    lines = [f"{'detector':<16}{bin_name:>10}{'n_sig':>8}{'AUC':>9}{'eff@FAP':>9}"]
     lines += [f"{r['detector']:<16}{r['snr_bin']:>10}{r['n_signal']:>8}{r['auc']:>9.4f}{r['efficiency']:>9.3f}"
               for r in rows]
     return "\n".join(lines)
