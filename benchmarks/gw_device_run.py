@@ -361,10 +361,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cnn_key = "cnn_symmetric" if bundle.meta["model"].get("test_time_augmentation") else "cnn"
     print(f"symmetric views averaged: CNN AUC {roc_auc(y_test, scores['cnn_symmetric']):.4f} "
           f"(one view: {roc_auc(y_test, scores['cnn']):.4f})")
-    verdict = report_scores(scores, y_test, snr_test, bundle.meta["model"], cnn_key, args.target,
+    summary = report_scores(scores, y_test, snr_test, bundle.meta["model"], cnn_key, args.target,
                             f"test set {n_test} samples ({len(bundle.arrays['test_wave_peak'])} binaries unseen in "
                             f"training), CNN ({cnn_key}) trained on {n_train}")
-    report.update(n_test=n_test, cnn=cnn_key, **verdict)
+    report.update(n_test=n_test, cnn=cnn_key, **summary)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gw_device_run.json").write_text(json.dumps(report, indent=1, default=float))
