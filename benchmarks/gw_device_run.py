@@ -286,7 +286,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from detsim.data.gw_transforms import Whitener
-    from detsim.eval.roc import roc_auc
 
     bundle = Bundle.load(args.bundle)
     if args.net:   # architecture overrides of the bundled conf/model/gw_1dcnn.yaml `net`
@@ -359,11 +358,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scores[f"mf_bank{len(waves)}"] = mf.wave_bank_scores(raw_test, waves, progress=True)
     # the CNN as configured (model.test_time_augmentation picks the symmetric average), chosen before looking
     cnn_key = "cnn_symmetric" if bundle.meta["model"].get("test_time_augmentation") else "cnn"
-    print(f"symmetric views averaged: CNN AUC {roc_auc(y_test, scores['cnn_symmetric']):.4f} "
-          f"(one view: {roc_auc(y_test, scores['cnn']):.4f})")
     summary = report_scores(scores, y_test, snr_test, bundle.meta["model"], cnn_key, args.target,
                             f"test set {n_test} samples ({len(bundle.arrays['test_wave_peak'])} binaries unseen in "
                             f"training), CNN ({cnn_key}) trained on {n_train}")
+    print(f"symmetric views averaged: CNN AUC {summary['auc']['cnn_symmetric']:.4f} (one view: {summary['auc']['cnn']:.4f})")
     report.update(n_test=n_test, cnn=cnn_key, **summary)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
