@@ -56,10 +56,13 @@ class Bundle:
         return len(self.arrays[f"{split}_target"])
 
     def plus0(self, split: str, wave: int) -> tuple[np.ndarray, int]:
-        """Face-on, zero-phase h+ (unit peak) of binary `wave` and its merger index."""
+        """Face-on, zero-phase h+ (unit peak) of binary `wave` and its merger index; a packed bundle
+        (benchmarks/gw_bundle_pack.py) stores it as int8 with a scale per binary."""
         off = self.arrays[f"{split}_wave_offset"]
-        return (self.arrays[f"{split}_wave_data"][off[wave] : off[wave + 1]].astype(np.float64),
-                int(self.arrays[f"{split}_wave_merger"][wave]))
+        plus = self.arrays[f"{split}_wave_data"][off[wave] : off[wave + 1]].astype(np.float64)
+        if f"{split}_wave_scale" in self.arrays:
+            plus *= float(self.arrays[f"{split}_wave_scale"][wave])
+        return plus, int(self.arrays[f"{split}_wave_merger"][wave])
 
     def psds(self, kind: str) -> list[np.ndarray]:
         return [self.arrays[f"psd_{kind}_{d}"] for d in self.sim["detectors"]]
@@ -88,8 +91,8 @@ def rebuild_signal(bundle: Bundle, split: str, i: int) -> tuple[np.ndarray, np.n
     a, sim = bundle.arrays, bundle.sim
     plus0, merger = bundle.plus0(split, int(a[f"{split}_wave"][i]))
     pol = orient(plus0, quadrature(plus0), merger, float(a[f"{split}_inclination"][i]), float(a[f"{split}_coa_phase"][i]))
-    arrivals = a[f"{split}_t_merger"][i] + a[f"{split}_delay"][i]
-    signal, snrs, _ = scaled_signal(pol, a[f"{split}_f_plus"][i], a[f"{split}_f_cross"][i], arrivals,
+    arrivals = float(a[f"{split}_t_merger"][i]) + a[f"{split}_delay"][i].astype(np.float64)   # float32 when packed
+    signal, snrs, _ = scaled_signal(pol, a[f"{split}_f_plus"][i].astype(np.float64), a[f"{split}_f_cross"][i].astype(np.float64), arrivals,
                                     float(a[f"{split}_snr"][i]), bundle.psds("snr"), int(bundle.meta["n_samples"]),
                                     float(sim["sample_rate"]), float(sim["snr_f_lower"]))
     return signal, snrs
@@ -145,6 +148,48 @@ def rebuild_split(bundle: Bundle, split: str, n: int, workers: int, block: int =
     return strain, snr
 
 
+def _redraw_block(job: tuple[int, int, int, int]) -> np.ndarray:
+    """Whitened strain of training rows [start, stop) of re-draw `draw` (runs in a `Redrawer` process)."""
+    draw, n, start, stop = job
+    if _SHARED.get("draw") != draw:   # the permutation is cheap; keep one per process and draw
+        _SHARED["draw"], _SHARED["redrawn"] = draw, _SHARED["bundle"].redrawn(n, draw)
+    strain = np.stack([rebuild_sample(_SHARED["redrawn"], "train", i)[0] for i in range(start, stop)])
+    return _SHARED["whitener"](strain)
+
+
+class Redrawer:
+    """`--redraw N`: the training set of epoch e (e = N, 2N, ...) is re-drawn (`Bundle.redrawn`) and whitened by a
+    pool of processes while the network trains on the previous one, so a GPU does not wait for the CPU.
+
+    The pool is forked once, before CUDA starts (a forked process must not inherit a CUDA context), with the
+    bundle and the fitted whitener; each call returns the set of its epoch and queues the next one."""
+
+    def __init__(self, bundle: Bundle, n: int, whitener: Any, every: int, workers: int, block: int = 64) -> None:
+        _SHARED.update(bundle=bundle, whitener=whitener, draw=None)
+        self.n, self.every, self.block = n, every, block
+        self.pool = mp.get_context("fork").Pool(max(1, workers))
+        self.pending: dict[int, Any] = {}
+        self.waited, self.draws = 0.0, 0
+        self.submit(every)
+
+    def submit(self, epoch: int) -> None:
+        jobs = [(epoch, self.n, s, min(s + self.block, self.n)) for s in range(0, self.n, self.block)]
+        self.pending[epoch] = self.pool.map_async(_redraw_block, jobs)
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        if epoch not in self.pending:
+            self.submit(epoch)
+        t0 = time.perf_counter()
+        blocks = self.pending.pop(epoch).get()
+        self.waited += time.perf_counter() - t0
+        self.draws += 1
+        self.submit(epoch + self.every)
+        return np.concatenate(blocks)
+
+    def close(self) -> None:
+        self.pool.terminate()
+
+
 def template_waves(bundle: Bundle, split: str, waves: Any) -> np.ndarray:
     """(len, n_samples) wrapped face-on h+ (`wrap_at_merger`) of the bundled binaries `waves` of a split
     ("train", "test" or "bank")."""
@@ -192,9 +237,9 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
               device: str, minutes: float, max_epochs: int, batch_size: int, seed: int,
               progress: bool = True, noise_pool: np.ndarray | None = None, precision: str = "32",
               redraw: Callable[[int], np.ndarray] | None = None, redraw_every: int = 0) -> tuple[Any, dict[str, Any]]:
-    """Plain-loop training of GW1DCNN (model config from the bundle): the first epoch is timed, the number of
-    epochs then set to fit `minutes`, with a cosine learning rate over them; the weights of the best
-    validation AUC are kept.
+    """Plain-loop training of GW1DCNN (model config from the bundle): the number of epochs is re-planned after
+    every epoch to fit `minutes` (`planned_epochs`), with a cosine learning rate over the epochs after the
+    first; the weights of the best validation AUC are kept.
 
     noise_pool: whitened noise-only strain; then `x_train` holds the whitened *signals* (zeros for
     noise-only samples) and every batch adds a noise segment drawn at random from the pool, so the
@@ -202,8 +247,8 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
     exactly a new sample of the same distribution).
 
     redraw: called with the epoch before every `redraw_every`-th epoch (after the first), it returns a new
-    whitened training set like `x_train` (same labels; `Bundle.redrawn`), so the network sees each
-    binary with ever new sky positions, orientations, SNRs and noise."""
+    whitened training set like `x_train` (same labels; `Bundle.redrawn`, `Redrawer`), so the network sees
+    each binary with ever new sky positions, orientations, SNRs and noise."""
     import torch
     from rich.progress import Progress
 
@@ -220,7 +265,7 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
     loss_fn = torch.nn.BCEWithLogitsLoss()
     gen = torch.Generator(device="cpu").manual_seed(seed)
     steps_per_epoch = math.ceil(len(xt) / batch_size)
-    epochs, history, best = max_epochs, [], (-1.0, None, 0)
+    epochs, history, best, budget = max_epochs, [], (-1.0, None, 0), minutes * 60.0
     t0 = time.perf_counter()
     with Progress(disable=not progress) as bar:
         task = bar.add_task("training", total=None)
@@ -249,9 +294,8 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
                 total += float(loss.detach()) * len(idx)
             val_auc = roc_auc(y_val, _scores(net, xv, 1024, precision))
             elapsed = time.perf_counter() - t0
-            if epoch == 0:
-                epochs = int(max(1, min(max_epochs, (minutes * 60.0) // max(elapsed, 1e-9))))
-                bar.update(task, total=epochs)
+            epochs = planned_epochs(epoch + 1, elapsed, budget, max_epochs)
+            bar.update(task, total=epochs)
             history.append({"epoch": epoch + 1, "loss": total / len(xt), "val_auc": val_auc, "seconds": elapsed})
             if val_auc > best[0]:
                 best = (val_auc, {k: v.detach().clone() for k, v in net.state_dict().items()}, epoch + 1)
@@ -261,6 +305,13 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
     net.load_state_dict(best[1])
     return net, {"epochs": epochs, "best_epoch": best[2], "best_val_auc": best[0], "seconds": seconds,
                  "samples_per_s": epochs * len(xt) / seconds, "history": history}
+
+
+def planned_epochs(done: int, elapsed: float, budget: float, max_epochs: int) -> int:
+    """Epochs that fit the time budget at the mean pace so far (re-planned after every epoch, so re-draws, slower
+    validation or a busy machine cannot push the run past its budget by more than about one epoch)."""
+    per_epoch = elapsed / max(done, 1)
+    return int(max(done, min(max_epochs, done + max(budget - elapsed, 0.0) // max(per_epoch, 1e-9))))
 
 
 def report_scores(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.ndarray, model_cfg: dict[str, Any],
@@ -306,10 +357,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"rebuild: {n_all + n_test} samples in {dt:.1f} s with {args.workers} processes "
           f"= {(n_all + n_test) / dt / args.workers:.1f} samples/s per core (numpy part only; pycbc part in the bundle)")
 
-    if args.device.startswith("cuda"):   # after the fork of the rebuild workers
-        report["gpu"] = torch.cuda.get_device_name(0)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     t0 = time.perf_counter()
     y_all = bundle.arrays["train_target"][:n_all].astype(np.float32)
     y_test = bundle.arrays["test_target"][:n_test].astype(np.float32)
@@ -332,19 +379,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"whitening: fit on {int(np.sum(y_all[:n_train] == 0))} noise-only training samples, applied to "
           f"{n_all + n_test} in {report['whitening_seconds']:.1f} s")
 
-    def redraw(epoch: int) -> np.ndarray:
-        raw, _ = rebuild_split(bundle.redrawn(n_train, epoch), "train", n_train, args.workers, progress=False)
-        return whitener(raw)
-
-    net, training = train_cnn(bundle, x_all[:n_train], y_all[:n_train], x_all[n_train:], y_all[n_train:],
-                              args.device, args.minutes, args.max_epochs, args.batch_size, args.seed,
-                              noise_pool=pool, precision=args.precision, redraw=redraw, redraw_every=args.redraw)
+    redraw = Redrawer(bundle, n_train, whitener, args.redraw, args.workers) if args.redraw else None
+    if args.device.startswith("cuda"):   # after every fork of rebuild processes
+        report["gpu"] = torch.cuda.get_device_name(0)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        net, training = train_cnn(bundle, x_all[:n_train], y_all[:n_train], x_all[n_train:], y_all[n_train:],
+                                  args.device, args.minutes, args.max_epochs, args.batch_size, args.seed,
+                                  noise_pool=pool, precision=args.precision, redraw=redraw, redraw_every=args.redraw)
+    finally:
+        if redraw is not None:
+            redraw.close()
     training.update(remix=bool(args.remix), redraw_every=args.redraw, precision=args.precision)
+    if redraw is not None:
+        training.update(redraws=redraw.draws, redraw_wait_seconds=redraw.waited)
     training.update(n_train=n_train, n_val=n_val, batch_size=args.batch_size)
     report["training"] = training
     print(f"training: {n_train} samples x {training['epochs']} epochs in {training['seconds']:.1f} s = "
           f"{training['samples_per_s']:.0f} samples/s on {args.device} (incl. validation); best epoch "
-          f"{training['best_epoch']} (val AUC {training['best_val_auc']:.4f})")
+          f"{training['best_epoch']} (val AUC {training['best_val_auc']:.4f})"
+          + (f"; {redraw.draws} re-draws, {redraw.waited:.1f} s waited for them" if redraw is not None else ""))
 
     x_test = torch.as_tensor(x_test, device=args.device)
     cnn = _scores(net, x_test, 1024, args.precision)

@@ -197,3 +197,55 @@ def test_ensemble_refuses_runs_on_different_test_sets(runs):
         ensemble.ensemble_scores([])
     with pytest.raises(FileNotFoundError, match="not a gw_device_run output"):
         ensemble.RunScores.load(runs)
+
+
+def test_packed_bundle_rounds_training_waves_and_keeps_the_test_split(bundle, tmp_path):
+    """benchmarks/gw_bundle_pack.py: int8 training waveforms within half a step of the float16 ones, a rounding
+    error far below the injected SNR, and the test split, PSDs and configs untouched."""
+    pack, run = _load("gw_bundle_pack"), _load("gw_device_run")
+    full_path = tmp_path / "full.npz"
+    np.savez(full_path, **bundle.arrays, config_json=np.array(__import__("json").dumps(bundle.meta)))
+    sizes = pack.main([str(full_path), str(tmp_path / "packed.npz"), "--drop-bank", "--check", "8"])
+    packed = run.Bundle.load(tmp_path / "packed.npz")
+    assert packed.arrays["train_wave_data"].dtype == np.int8 and sizes["packed_mib"] < sizes["full_mib"]
+    assert not any(k.startswith("bank_") for k in packed.arrays)
+    for wave in range(len(bundle.arrays["train_wave_merger"])):
+        exact, merger = bundle.plus0("train", wave)
+        rounded, packed_merger = packed.plus0("train", wave)
+        assert packed_merger == merger
+        np.testing.assert_allclose(rounded, exact, atol=0.51 * np.abs(exact).max() / pack.INT8_PEAK)
+    for key in (k for k in bundle.arrays if k.startswith(("test_", "psd_"))):
+        np.testing.assert_array_equal(packed.arrays[key], bundle.arrays[key])
+    err = pack.rounding_snr(bundle, packed, 8)
+    labelled = bundle.arrays["train_snr"][bundle.arrays["train_target"] == 1][:8]
+    assert np.all(err > 0) and np.all(err < 0.05 * labelled)
+    with pytest.raises(ValueError, match="packed already"):
+        pack.main([str(tmp_path / "packed.npz"), str(tmp_path / "again.npz")])
+
+
+def test_redrawer_prefetches_the_serial_redraw(bundle):
+    """Redrawer: the set a pool of processes re-draws and whitens ahead of time is the one the serial path builds."""
+    from detsim.data.gw_transforms import Whitener
+
+    run = _load("gw_device_run")
+    n = 16
+    train, _ = run.rebuild_split(bundle, "train", n, workers=1, progress=False)
+    whitener = Whitener(**{k: v for k, v in bundle.meta["preprocessing"].items() if k != "_target_"})
+    whitener.fit(train[bundle.arrays["train_target"][:n] == 0])
+    redraw = run.Redrawer(bundle, n, whitener, every=2, workers=2, block=5)
+    try:
+        got = redraw(2)
+        assert set(redraw.pending) == {4} and redraw.draws == 1
+    finally:
+        redraw.close()
+    serial, _ = run.rebuild_split(bundle.redrawn(n, 2), "train", n, workers=1, progress=False)
+    np.testing.assert_allclose(got, whitener(serial), atol=1e-4)   # the serial path rounds raw strain to float32 first
+    assert not np.allclose(got, whitener(train), atol=0.1)
+
+
+def test_planned_epochs_fit_the_time_budget():
+    run = _load("gw_device_run")
+    assert run.planned_epochs(1, 10.0, 60.0, 100) == 6          # 10 s per epoch, 50 s left: 5 more
+    assert run.planned_epochs(3, 45.0, 60.0, 100) == 4          # slowed to 15 s per epoch: one more
+    assert run.planned_epochs(5, 80.0, 60.0, 100) == 5          # over budget: stop after this epoch
+    assert run.planned_epochs(1, 0.1, 60.0, 8) == 8             # capped by max_epochs
