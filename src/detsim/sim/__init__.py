@@ -6,10 +6,22 @@ compose API) so a test or notebook gets realistic showers in one call.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from detsim.showers import CaloShowers
-from detsim.sim.calo.shower import simulate_showers
+if TYPE_CHECKING:
+    from detsim.showers import CaloShowers
+
+
+def __getattr__(name: str) -> Any:
+    """`simulate_showers` on first use: importing `detsim.sim.gw` must not pull in the calorimeter stack and its
+    Hydra/OmegaConf imports (benchmarks/gw_device_run.py runs where only numpy and torch are installed)."""
+    if name == "simulate_showers":
+        from detsim.sim.calo.shower import simulate_showers
+
+        return simulate_showers
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def quick_sample(
@@ -24,6 +36,7 @@ def quick_sample(
 
     The same (geometry, particle, n, seed, overrides) gives the same showers as `detsim-simulate`.
     """
+    from detsim.showers import CaloShowers
     from detsim.sim.calo.config import compose_simulate_config, plan_from_config
     from detsim.sim.calo.runner import iter_chunks
 
