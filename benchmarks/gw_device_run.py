@@ -2,7 +2,7 @@
 (benchmarks/gw_bundle.py) with numpy, train the 1D CNN, and compare its test ROC AUC with the matched
 filter's with true templates (target: CNN within 0.02).
 
-Imports only numpy/scipy/torch/lightning/rich and detsim modules that need nothing else, so it runs on a
+Imports only numpy/scipy/torch/lightning/rich/h5py and detsim modules that need nothing else, so it runs on a
 GPU machine with no pycbc, Hydra or MLflow:
     PYTHONPATH=src python3 benchmarks/gw_device_run.py --bundle .gwbundle/bundle.npz --device cuda --minutes 6 --out $OUT
 

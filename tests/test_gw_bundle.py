@@ -249,3 +249,16 @@ def test_planned_epochs_fit_the_time_budget():
     assert run.planned_epochs(3, 45.0, 60.0, 100) == 4          # slowed to 15 s per epoch: one more
     assert run.planned_epochs(5, 80.0, 60.0, 100) == 5          # over budget: stop after this epoch
     assert run.planned_epochs(1, 0.1, 60.0, 8) == 8             # capped by max_epochs
+
+
+def test_device_run_imports_without_pycbc_hydra_or_mlflow():
+    """The GPU image has numpy, torch, lightning and h5py but no pycbc, Hydra, OmegaConf or MLflow (found on the H200:
+    `detsim.sim` used to import the calorimeter stack and with it OmegaConf)."""
+    import subprocess
+
+    blocked = ["pycbc", "lal", "hydra", "omegaconf", "mlflow", "uproot"]
+    code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
+            f"sys.path.insert(0, {str(project_root() / 'benchmarks')!r})\n"
+            "import gw_device_run, gw_ensemble, gw_bundle_pack\nprint('imported')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "imported" in done.stdout, done.stderr
