@@ -16,15 +16,16 @@ for each pack, not assumed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gw_device_run import Bundle, rebuild_signal  # noqa: E402
+from gw_device_run import Bundle, rebuild_signal
 
-from detsim.sim.gw.noise import optimal_snr  # noqa: E402
+from detsim.sim.gw.noise import optimal_snr
 
 INT8_PEAK = 127
 
@@ -34,7 +35,7 @@ def pack_arrays(arrays: dict[str, np.ndarray], drop_bank: bool = False) -> dict[
     parameters in float32; everything else unchanged."""
     packed = {k: v for k, v in arrays.items() if not (drop_bank and k.startswith("bank_"))}
     data, offset = arrays["train_wave_data"].astype(np.float32), arrays["train_wave_offset"]
-    scale = np.array([np.abs(data[a:b]).max() / INT8_PEAK for a, b in zip(offset[:-1], offset[1:])], dtype=np.float32)
+    scale = np.array([np.abs(data[a:b]).max() / INT8_PEAK for a, b in itertools.pairwise(offset)], dtype=np.float32)
     per_sample = np.repeat(scale, np.diff(offset))
     packed["train_wave_data"] = np.round(data / per_sample).astype(np.int8)
     packed["train_wave_scale"] = scale

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from detsim.eval.calibration import IsotonicCalibrator, pool_adjacent_violators
-from detsim.eval.roc import RocCurve, background_rejection, binary_cross_entropy, jsd_from_bce, roc_auc
+from detsim.eval.roc import (RocCurve, auc_difference, background_rejection, binary_cross_entropy, jsd_from_bce,
+                             roc_auc)
 from detsim.eval.separation import Binning, compare_features, reference_binning, separation_power
 
 
@@ -46,6 +47,30 @@ def test_auc_matches_pairwise_count_and_roc_area():
     pairwise = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean()
     assert roc_auc(y, s) == pytest.approx(pairwise)
     assert RocCurve.from_scores(y, s).auc == pytest.approx(pairwise)
+
+
+def _two_detectors(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels and two correlated detectors: a shared score plus each its own noise, the second one weaker."""
+    y = rng.random(n) < 0.5
+    shared = rng.normal(size=n) + 1.2 * y
+    return y, shared + 0.5 * rng.normal(size=n), shared + 1.0 * rng.normal(size=n)
+
+
+def test_auc_difference_error_matches_the_spread_over_test_sets():
+    """DeLong's standard error of AUC(a) - AUC(b) equals the scatter of that difference over independent test sets."""
+    rng = np.random.default_rng(4)
+    y, a, b = _two_detectors(rng, 500)
+    diff, se = auc_difference(y, a, b)
+    assert diff == pytest.approx(roc_auc(y, a) - roc_auc(y, b))
+    assert auc_difference(y, a, a) == (0.0, 0.0)
+    draws = [auc_difference(*_two_detectors(rng, 500)) for _ in range(400)]
+    spread = np.std([d for d, _ in draws])
+    assert np.mean([e for _, e in draws]) == pytest.approx(spread, rel=0.15)
+    flat = np.zeros_like(a)                     # AUC 0.5 without variance: the difference's error is one AUC's own
+    unpaired = np.hypot(auc_difference(y, a, flat)[1], auc_difference(y, b, flat)[1])
+    assert 0 < se < 0.8 * unpaired              # the shared test set's noise cancels in the difference
+    with pytest.raises(ValueError, match="two samples of each class"):
+        auc_difference(np.array([1, 0, 0]), a[:3], b[:3])
 
 
 def test_background_rejection_at_signal_efficiency():

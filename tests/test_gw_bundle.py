@@ -66,12 +66,11 @@ def test_rebuilt_signal_matches_pycbc_and_requested_snr(bundle):
 
 
 def test_numpy_matched_filter_agrees_with_pycbc_templates(bundle):
-    from detsim.data.gw_transforms import Whitener
 
     run = _load("gw_device_run")
     a = bundle.arrays
     train, _ = run.rebuild_split(bundle, "train", bundle.size("train"), workers=1, progress=False)
-    whitener = Whitener(**{k: v for k, v in bundle.meta["preprocessing"].items() if k != "_target_"})
+    whitener = _load("gw_device_run").whitener_of(bundle)
     whitener.fit(train[a["train_target"] == 0])
     test, snr = run.rebuild_split(bundle, "test", bundle.size("test"), workers=1, progress=False)
     mf = run.matched_filter(bundle, whitener, "cpu")
@@ -87,7 +86,6 @@ def test_numpy_matched_filter_agrees_with_pycbc_templates(bundle):
 def test_noise_and_signal_parts_add_up_to_the_sample_and_whiten_linearly(bundle):
     """--remix pairs whitened signals with other whitened noise: valid only if parts sum to the sample
     and whitening is linear."""
-    from detsim.data.gw_transforms import Whitener
 
     run = _load("gw_device_run")
     parts, snr_parts = run.rebuild_split(bundle, "train", 12, workers=1, progress=False, parts=True)
@@ -96,7 +94,7 @@ def test_noise_and_signal_parts_add_up_to_the_sample_and_whiten_linearly(bundle)
     np.testing.assert_array_equal(snr_parts, snr_whole)
     labels = bundle.arrays["train_target"][:12] == 1
     assert np.all(parts[~labels, 1] == 0) and np.all(np.abs(parts[labels, 1]).max(axis=(1, 2)) > 0)
-    whitener = Whitener(**{k: v for k, v in bundle.meta["preprocessing"].items() if k != "_target_"})
+    whitener = _load("gw_device_run").whitener_of(bundle)
     whitener.fit(parts[~labels, 0])
     summed = whitener(parts[:, 0]) + whitener(parts[:, 1])
     np.testing.assert_allclose(summed, whitener(whole), atol=1e-4)
@@ -129,12 +127,11 @@ def test_redrawn_training_set_is_a_fresh_draw_of_the_same_priors(bundle):
 
 def test_bundled_bank_scores_like_the_pycbc_bank(bundle):
     """The bank stored in the bundle gives the template-bank matched filter without pycbc."""
-    from detsim.data.gw_transforms import Whitener
     from detsim.eval.matched_filter import bank_parameters
 
     run = _load("gw_device_run")
     train, _ = run.rebuild_split(bundle, "train", bundle.size("train"), workers=1, progress=False)
-    whitener = Whitener(**{k: v for k, v in bundle.meta["preprocessing"].items() if k != "_target_"})
+    whitener = _load("gw_device_run").whitener_of(bundle)
     whitener.fit(train[bundle.arrays["train_target"] == 0])
     test, _ = run.rebuild_split(bundle, "test", 6, workers=1, progress=False)
     mf = run.matched_filter(bundle, whitener, "cpu")
@@ -225,12 +222,11 @@ def test_packed_bundle_rounds_training_waves_and_keeps_the_test_split(bundle, tm
 
 def test_redrawer_prefetches_the_serial_redraw(bundle):
     """Redrawer: the set a pool of processes re-draws and whitens ahead of time is the one the serial path builds."""
-    from detsim.data.gw_transforms import Whitener
 
     run = _load("gw_device_run")
     n = 16
     train, _ = run.rebuild_split(bundle, "train", n, workers=1, progress=False)
-    whitener = Whitener(**{k: v for k, v in bundle.meta["preprocessing"].items() if k != "_target_"})
+    whitener = _load("gw_device_run").whitener_of(bundle)
     whitener.fit(train[bundle.arrays["train_target"][:n] == 0])
     redraw = run.Redrawer(bundle, n, whitener, every=2, workers=2, block=5)
     try:
@@ -260,5 +256,31 @@ def test_device_run_imports_without_pycbc_hydra_or_mlflow():
     code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
             f"sys.path.insert(0, {str(project_root() / 'benchmarks')!r})\n"
             "import gw_device_run, gw_ensemble, gw_bundle_pack\nprint('imported')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr
+
+
+def test_rescore_reproduces_a_run_on_its_own_test_set_and_refuses_other_configs(runs, tmp_path):
+    """gw_rescore.py: the re-fitted whitener and the loaded network give the run's own test scores back; a test
+    bundle drawn with another preprocessing config is refused."""
+    import json
+
+    rescore, ensemble = _load("gw_rescore"), _load("gw_ensemble")
+    out = tmp_path / "rescored"
+    results = rescore.main([str(runs / "seed1"), "--test-bundle", str(runs / "bundle.npz"), "--workers", "1",
+                            "--out", str(out)])
+    own, again = ensemble.RunScores.load(runs / "seed1"), ensemble.RunScores.load(out / "seed1")
+    for key in ("cnn", "cnn_symmetric", "mf_true", "target", "snr"):
+        np.testing.assert_allclose(again.scores[key], own.scores[key], rtol=1e-4, atol=1e-4)
+    assert results[str(runs / "seed1")]["gap_se"] > 0
+    with np.load(runs / "bundle.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["config_json"]))
+    meta["preprocessing"]["f_high"] = 400.0
+    arrays["config_json"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "other.npz", **arrays)
+    with pytest.raises(ValueError, match=r"preprocessing configs differ in \['f_high'\]"):
+        rescore.main([str(runs / "seed1"), "--test-bundle", str(tmp_path / "other.npz"), "--workers", "1",
+                      "--out", str(out)])
+    with pytest.raises(FileNotFoundError, match="not a gw_device_run output"):
+        rescore.main([str(runs), "--test-bundle", str(runs / "bundle.npz"), "--out", str(out)])
