@@ -228,6 +228,19 @@ def matched_filter(bundle: Bundle, whitener: Any, device: str) -> Any:
                          device=device, batch=256 if device != "cpu" else 64)
 
 
+def matched_filter_scores(bundle: Bundle, whitener: Any, raw_test: np.ndarray, device: str,
+                          bank: bool = True) -> dict[str, np.ndarray]:
+    """Matched-filter statistics of the test strain: with each sample's true template (`mf_true`, the bound) and,
+    when the bundle holds a bank and `bank`, the max over the bank (`mf_bank<K>`, the search a real analysis runs)."""
+    mf = matched_filter(bundle, whitener, device)
+    scores = {"mf_true": mf.own_template_scores(raw_test, lambda sl: true_template_waves(bundle, "test", sl),
+                                                progress=True)}
+    if bank and "bank_wave_offset" in bundle.arrays:
+        waves = template_waves(bundle, "bank", range(len(bundle.arrays["bank_wave_merger"])))
+        scores[f"mf_bank{len(waves)}"] = mf.wave_bank_scores(raw_test, waves, progress=True)
+    return scores
+
+
 def _autocast(device: str, precision: str) -> Any:
     """bf16 autocast (`--precision bf16`: 1.6x faster CNN training on an AVX512-BF16 CPU) or a no-op."""
     import torch
@@ -422,13 +435,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     x_test = torch.as_tensor(x_test, device=args.device)
     cnn = _scores(net, x_test, 1024, args.precision)
     t1 = time.perf_counter()
-    mf = matched_filter(bundle, whitener, args.device)
-    scores = {"cnn": cnn, "cnn_symmetric": _scores(net, x_test, 1024, args.precision, symmetric=True), "mf_true": mf.own_template_scores(raw_test, lambda sl: true_template_waves(bundle, "test", sl),
-                                                            progress=True)}
+    scores = {"cnn": cnn, "cnn_symmetric": _scores(net, x_test, 1024, args.precision, symmetric=True),
+              **matched_filter_scores(bundle, whitener, raw_test, args.device, bank=not args.no_bank)}
     report["matched_filter_seconds"] = time.perf_counter() - t1
-    if "bank_wave_offset" in bundle.arrays and not args.no_bank:   # the search a real analysis runs: max over a template bank
-        waves = template_waves(bundle, "bank", range(len(bundle.arrays["bank_wave_merger"])))
-        scores[f"mf_bank{len(waves)}"] = mf.wave_bank_scores(raw_test, waves, progress=True)
     cnn_key = configured_view(bundle.meta["model"])
     summary = report_scores(scores, y_test, snr_test, bundle.meta["model"], cnn_key, args.target,
                             f"test set {n_test} samples ({len(bundle.arrays['test_wave_peak'])} binaries unseen in "

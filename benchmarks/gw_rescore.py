@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gw_device_run import (Bundle, _scores, configured_view, matched_filter, network_of, rebuild_split, report_scores,
-                           true_template_waves, whitener_of)
+from gw_device_run import (Bundle, _scores, configured_view, matched_filter_scores, network_of, rebuild_split,
+                           report_scores, whitener_of)
 from gw_ensemble import REPORT, SCORES
 
 MATCHING = ("simulator", "preprocessing")   # what must agree for the test set to be drawn like the training set
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     ap.add_argument("--train-bundle", default=None, help="the runs' training bundle (default: as in their reports)")
     ap.add_argument("--n-test", type=int, default=0, help="use the first n test samples (0: all)")
     ap.add_argument("--workers", type=int, default=2, help="rebuild processes")
+    ap.add_argument("--bank", action="store_true", help="also score the bundle's template bank (minutes per 1,000 samples)")
     ap.add_argument("--target", type=float, default=0.02, help="allowed AUC shortfall of the CNN vs the MF")
     ap.add_argument("--out", type=Path, default=Path("outputs/gw_rescored"))
     args = ap.parse_args(argv)
@@ -86,13 +87,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             train = Bundle.load(train_path)
             check_drawn_alike(train, test, train_path, args.test_bundle)
             whitener = training_whitener(train, n_train, args.workers)
-            mf = matched_filter(test, whitener, "cpu").own_template_scores(
-                raw_test, lambda sl: true_template_waves(test, "test", sl), progress=True)
-            fitted[(train_path, n_train)] = (whitener, torch.as_tensor(whitener(raw_test)), mf)
-        _, x_test, mf = fitted[(train_path, n_train)]
+            mf = matched_filter_scores(test, whitener, raw_test, "cpu", bank=args.bank)
+            fitted[(train_path, n_train)] = (torch.as_tensor(whitener(raw_test)), mf)
+        x_test, mf = fitted[(train_path, n_train)]
         net, precision = load_network(run_dir, report), report["training"].get("precision", "32")
         scores = {"cnn": _scores(net, x_test, 1024, precision),
-                  "cnn_symmetric": _scores(net, x_test, 1024, precision, symmetric=True), "mf_true": mf}
+                  "cnn_symmetric": _scores(net, x_test, 1024, precision, symmetric=True), **mf}
         cnn_key = configured_view(test.meta["model"])   # the test bundle's (current) model config
         summary = report_scores(scores, target, snr, test.meta["model"], cnn_key, args.target,
                                 f"{run_dir} on {args.test_bundle} ({n_test} samples), CNN ({cnn_key})")

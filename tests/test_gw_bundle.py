@@ -273,6 +273,10 @@ def test_rescore_reproduces_a_run_on_its_own_test_set_and_refuses_other_configs(
     for key in ("cnn", "cnn_symmetric", "mf_true", "target", "snr"):
         np.testing.assert_allclose(again.scores[key], own.scores[key], rtol=1e-4, atol=1e-4)
     assert results[str(runs / "seed1")]["gap_se"] > 0
+    banked = rescore.main([str(runs / "seed1"), "--test-bundle", str(runs / "bundle.npz"), "--workers", "1", "--bank",
+                           "--n-test", "12", "--out", str(tmp_path / "banked")])[str(runs / "seed1")]
+    bank_key = next(k for k in banked["auc"] if k.startswith("mf_bank"))
+    assert int(bank_key[7:]) > 100 and banked["auc"][bank_key] <= banked["auc"]["mf_true"] + 0.05
     with np.load(runs / "bundle.npz") as data:
         arrays = {k: data[k] for k in data.files}
     meta = json.loads(str(arrays["config_json"]))
