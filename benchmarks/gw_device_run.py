@@ -248,16 +248,21 @@ def _autocast(device: str, precision: str) -> Any:
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _scores(net: Any, x: Any, batch: int, precision: str = "32", symmetric: bool = False) -> np.ndarray:
-    """Logits of x in batches; symmetric=True averages the four symmetric views (`symmetric_logits`)."""
+def _scores(net: Any, x: Any, batch: int, precision: str = "32", symmetric: bool = False,
+            progress: str | None = None) -> np.ndarray:
+    """Logits of x in batches; symmetric=True averages the four symmetric views (`symmetric_logits`);
+    `progress` names a progress bar (minutes for a large test set on a CPU)."""
     import torch
+    from rich.progress import track
 
     from detsim.models.gw_cnn import symmetric_logits
 
     net.eval()
     score = (lambda xb: symmetric_logits(net, xb)) if symmetric else net
+    starts = range(0, len(x), batch)
     with torch.no_grad(), _autocast(str(x.device), precision):
-        out = [score(x[s : s + batch]).float().cpu() for s in range(0, len(x), batch)]
+        out = [score(x[s : s + batch]).float().cpu()
+               for s in track(starts, description=progress or "", disable=progress is None)]
     return torch.cat(out).numpy()
 
 

@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             fitted[(train_path, n_train)] = (torch.as_tensor(whitener(raw_test)), mf)
         x_test, mf = fitted[(train_path, n_train)]
         net, precision = load_network(run_dir, report), report["training"].get("precision", "32")
-        scores = {"cnn": _scores(net, x_test, 1024, precision),
-                  "cnn_symmetric": _scores(net, x_test, 1024, precision, symmetric=True), **mf}
+        scores = {"cnn": _scores(net, x_test, 1024, precision, progress=f"{run_dir.name}: one view"),
+                  "cnn_symmetric": _scores(net, x_test, 1024, precision, symmetric=True,
+                                           progress=f"{run_dir.name}: four symmetric views"), **mf}
         cnn_key = configured_view(test.meta["model"])   # the test bundle's (current) model config
         summary = report_scores(scores, target, snr, test.meta["model"], cnn_key, args.target,
                                 f"{run_dir} on {args.test_bundle} ({n_test} samples), CNN ({cnn_key})")
