@@ -288,3 +288,14 @@ def test_rescore_reproduces_a_run_on_its_own_test_set_and_refuses_other_configs(
                       "--out", str(out)])
     with pytest.raises(FileNotFoundError, match="not a gw_device_run output"):
         rescore.main([str(runs), "--test-bundle", str(runs / "bundle.npz"), "--out", str(out)])
+
+
+def test_device_run_swaps_in_redrawn_training_sets(runs, tmp_path):
+    """--redraw 1: every epoch after the first trains on a set the Redrawer prepared while the previous one trained."""
+    run = _load("gw_device_run")
+    report = run.run(run.parse_args(["--bundle", str(runs / "bundle.npz"), "--device", "cpu", "--workers", "2",
+                                     "--max-epochs", "3", "--minutes", "5", "--no-bank", "--batch-size", "32",
+                                     "--redraw", "1", "--out", str(tmp_path / "redraw")]))
+    training = report["training"]
+    assert training["epochs"] == 3 and training["redraws"] == 2 and training["redraw_wait_seconds"] >= 0
+    assert len(training["history"]) == 3 and all(np.isfinite(h["loss"]) for h in training["history"])
