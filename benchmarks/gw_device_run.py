@@ -383,7 +383,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_all = min(args.n_train or bundle.size("train"), bundle.size("train"))
     n_test = min(args.n_test or bundle.size("test"), bundle.size("test"))
     report: dict[str, Any] = {"bundle": str(args.bundle), "device": args.device, "workers": args.workers,
-                              "torch": torch.__version__, "net": bundle.meta["model"]["net"]}
+                              "torch": torch.__version__, "net": bundle.meta["model"]["net"], "preprocessing": bundle.meta["preprocessing"]}
 
     t0 = time.perf_counter()
     raw_train, _ = rebuild_split(bundle, "train", n_all, args.workers, parts=args.remix)

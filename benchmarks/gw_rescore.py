@@ -78,18 +78,21 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     raw_test, snr = rebuild_split(test, "test", n_test, args.workers)
     target = test.arrays["test_target"][:n_test].astype(np.float32)
     print(f"test set: {n_test} samples of {len(test.arrays['test_wave_peak'])} binaries rebuilt in {time.perf_counter() - t0:.0f} s")
-    fitted: dict[tuple[str, int], tuple[Any, np.ndarray, np.ndarray]] = {}   # whitener, whitened test set, MF
+    fitted: dict[tuple[str, int, str], tuple[Any, dict[str, np.ndarray]]] = {}   # whitened test set, MF scores
     results = {}
     for run_dir in args.runs:
         report = json.loads((run_dir / REPORT).read_text())
         train_path, n_train = args.train_bundle or report["bundle"], int(report["training"]["n_train"])
-        if (train_path, n_train) not in fitted:
+        key = (train_path, n_train, json.dumps(report.get("preprocessing"), sort_keys=True))
+        if key not in fitted:
             train = Bundle.load(train_path)
             check_drawn_alike(train, test, train_path, args.test_bundle)
+            if report.get("preprocessing"):   # the run's `--preprocessing` overrides (recorded since 2026-11-27)
+                train = Bundle(train.arrays, {**train.meta, "preprocessing": report["preprocessing"]})
             whitener = training_whitener(train, n_train, args.workers)
             mf = matched_filter_scores(test, whitener, raw_test, "cpu", bank=args.bank)
-            fitted[(train_path, n_train)] = (torch.as_tensor(whitener(raw_test)), mf)
-        x_test, mf = fitted[(train_path, n_train)]
+            fitted[key] = (torch.as_tensor(whitener(raw_test)), mf)
+        x_test, mf = fitted[key]
         net, precision = load_network(run_dir, report), report["training"].get("precision", "32")
         scores = {"cnn": _scores(net, x_test, 1024, precision, progress=f"{run_dir.name}: one view"),
                   "cnn_symmetric": _scores(net, x_test, 1024, precision, symmetric=True,

@@ -277,6 +277,13 @@ def test_rescore_reproduces_a_run_on_its_own_test_set_and_refuses_other_configs(
                            "--n-test", "12", "--out", str(tmp_path / "banked")])[str(runs / "seed1")]
     bank_key = next(k for k in banked["auc"] if k.startswith("mf_bank"))
     assert int(bank_key[7:]) > 100 and banked["auc"][bank_key] <= banked["auc"]["mf_true"] + 0.05
+    run = _load("gw_device_run")          # a run with its own preprocessing is re-scored with it
+    run.run(run.parse_args(["--bundle", str(runs / "bundle.npz"), "--device", "cpu", "--workers", "1", "--max-epochs", "1",
+                            "--minutes", "0.01", "--no-bank", "--batch-size", "32", "--preprocessing", '{"f_high": 300.0}',
+                            "--out", str(tmp_path / "narrow")]))
+    rescore.main([str(tmp_path / "narrow"), "--test-bundle", str(runs / "bundle.npz"), "--workers", "1", "--out", str(out)])
+    np.testing.assert_allclose(ensemble.RunScores.load(out / "narrow").scores["cnn"],
+                               ensemble.RunScores.load(tmp_path / "narrow").scores["cnn"], rtol=1e-4, atol=1e-4)
     with np.load(runs / "bundle.npz") as data:
         arrays = {k: data[k] for k in data.files}
     meta = json.loads(str(arrays["config_json"]))
