@@ -148,9 +148,12 @@ def rebuild_split(bundle: Bundle, split: str, n: int, workers: int, block: int =
     return strain, snr
 
 
-def _redraw_block(job: tuple[int, int, int, int]) -> np.ndarray:
-    """Whitened strain of training rows [start, stop) of re-draw `draw` (runs in a `Redrawer` process)."""
+def _redraw_block(job: tuple[int, int, int, int]) -> np.ndarray | None:
+    """Whitened strain of training rows [start, stop) of re-draw `draw` (runs in a `Redrawer` process); None once
+    the Redrawer closes, so a re-draw nobody will use drains in moments."""
     draw, n, start, stop = job
+    if _SHARED["closing"].is_set():
+        return None
     if _SHARED.get("draw") != draw:   # the permutation is cheap; keep one per process and draw
         _SHARED["draw"], _SHARED["redrawn"] = draw, _SHARED["bundle"].redrawn(n, draw)
     strain = np.stack([rebuild_sample(_SHARED["redrawn"], "train", i)[0] for i in range(start, stop)])
@@ -162,12 +165,16 @@ class Redrawer:
     pool of processes while the network trains on the previous one, so a GPU does not wait for the CPU.
 
     The pool is forked once, before CUDA starts (a forked process must not inherit a CUDA context), with the
-    bundle and the fitted whitener; each call returns the set of its epoch and queues the next one."""
+    bundle and the fitted whitener; each call returns the set of its epoch and queues the next one. `close` lets
+    the queued re-draw drain and joins the pool: `Pool.terminate` with tasks in flight can deadlock (seen in the
+    test suite: its task-feeding thread blocked on the queue's lock while the pool joined it)."""
 
     def __init__(self, bundle: Bundle, n: int, whitener: Any, every: int, workers: int, block: int = 64) -> None:
-        _SHARED.update(bundle=bundle, whitener=whitener, draw=None)
+        context = mp.get_context("fork")
+        self.closing = context.Event()
+        _SHARED.update(bundle=bundle, whitener=whitener, draw=None, closing=self.closing)
         self.n, self.every, self.block = n, every, block
-        self.pool = mp.get_context("fork").Pool(max(1, workers))
+        self.pool = context.Pool(max(1, workers))
         self.pending: dict[int, Any] = {}
         self.waited, self.draws = 0.0, 0
         self.submit(every)
@@ -186,8 +193,15 @@ class Redrawer:
         self.submit(epoch + self.every)
         return np.concatenate(blocks)
 
-    def close(self) -> None:
-        self.pool.terminate()
+    def close(self, drain_seconds: float = 120.0) -> None:
+        self.closing.set()
+        for result in self.pending.values():
+            result.wait(drain_seconds)
+        self.pool.close()
+        if all(result.ready() for result in self.pending.values()):
+            self.pool.join()
+        else:   # a worker is stuck: leave it to the pool's finaliser rather than block the run's report
+            self.pool.terminate()
 
 
 def whitener_of(bundle: Bundle, noise: np.ndarray | None = None) -> Any:

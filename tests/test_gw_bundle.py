@@ -234,6 +234,7 @@ def test_redrawer_prefetches_the_serial_redraw(bundle):
         assert set(redraw.pending) == {4} and redraw.draws == 1
     finally:
         redraw.close()
+    assert redraw.pending[4].ready()       # the queued re-draw drained; the pool joined without a deadlock
     serial, _ = run.rebuild_split(bundle.redrawn(n, 2), "train", n, workers=1, progress=False)
     np.testing.assert_allclose(got, whitener(serial), atol=1e-4)   # the serial path rounds raw strain to float32 first
     assert not np.allclose(got, whitener(train), atol=0.1)
