@@ -262,22 +262,32 @@ def _autocast(device: str, precision: str) -> Any:
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _scores(net: Any, x: Any, batch: int, precision: str = "32", symmetric: bool = False,
-            progress: str | None = None) -> np.ndarray:
-    """Logits of x in batches; symmetric=True averages the four symmetric views (`symmetric_logits`);
-    `progress` names a progress bar (minutes for a large test set on a CPU)."""
+def _scores(net: Any, x: Any, batch: int, precision: str = "32") -> np.ndarray:
+    """One-view logits of x in batches (the validation score while training)."""
+    import torch
+
+    net.eval()
+    with torch.no_grad(), _autocast(str(x.device), precision):
+        out = [net(x[s : s + batch]).float().cpu() for s in range(0, len(x), batch)]
+    return torch.cat(out).numpy()
+
+
+def cnn_test_scores(net: Any, x: Any, batch: int, precision: str = "32", progress: str | None = None) -> dict[str, np.ndarray]:
+    """`cnn` (one view) and `cnn_symmetric` (mean of the four symmetric views, `view_logits`) logits of x, from one
+    pass over the views; `progress` names a progress bar (minutes for a large test set on a CPU)."""
     import torch
     from rich.progress import track
 
-    from detsim.models.gw_cnn import symmetric_logits
+    from detsim.models.gw_cnn import view_logits
 
     net.eval()
-    score = (lambda xb: symmetric_logits(net, xb)) if symmetric else net
-    starts = range(0, len(x), batch)
+    one, mean = [], []
     with torch.no_grad(), _autocast(str(x.device), precision):
-        out = [score(x[s : s + batch]).float().cpu()
-               for s in track(starts, description=progress or "", disable=progress is None)]
-    return torch.cat(out).numpy()
+        for s in track(range(0, len(x), batch), description=progress or "", disable=progress is None):
+            views = view_logits(net, x[s : s + batch]).float().cpu()
+            one.append(views[0])
+            mean.append(views.mean(0))
+    return {"cnn": torch.cat(one).numpy(), "cnn_symmetric": torch.cat(mean).numpy()}
 
 
 def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
@@ -452,10 +462,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           + (f"; {redraw.draws} re-draws, {redraw.waited:.1f} s waited for them" if redraw is not None else ""))
 
     x_test = torch.as_tensor(x_test, device=args.device)
-    cnn = _scores(net, x_test, 1024, args.precision)
+    scores = cnn_test_scores(net, x_test, 1024, args.precision)
     t1 = time.perf_counter()
-    scores = {"cnn": cnn, "cnn_symmetric": _scores(net, x_test, 1024, args.precision, symmetric=True),
-              **matched_filter_scores(bundle, whitener, raw_test, args.device, bank=not args.no_bank)}
+    scores.update(matched_filter_scores(bundle, whitener, raw_test, args.device, bank=not args.no_bank))
     report["matched_filter_seconds"] = time.perf_counter() - t1
     cnn_key = configured_view(bundle.meta["model"])
     summary = report_scores(scores, y_test, snr_test, bundle.meta["model"], cnn_key, args.target,

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gw_device_run import (Bundle, _scores, configured_view, matched_filter_scores, network_of, rebuild_split,
-                           report_scores, whitener_of)
+from gw_device_run import (Bundle, configured_view, matched_filter_scores, network_of, rebuild_split, report_scores,
+                           cnn_test_scores, whitener_of)
 from gw_ensemble import REPORT, SCORES
 
 MATCHING = ("simulator", "preprocessing")   # what must agree for the test set to be drawn like the training set
@@ -94,9 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             fitted[key] = (torch.as_tensor(whitener(raw_test)), mf)
         x_test, mf = fitted[key]
         net, precision = load_network(run_dir, report), report["training"].get("precision", "32")
-        scores = {"cnn": _scores(net, x_test, 1024, precision, progress=f"{run_dir.name}: one view"),
-                  "cnn_symmetric": _scores(net, x_test, 1024, precision, symmetric=True,
-                                           progress=f"{run_dir.name}: four symmetric views"), **mf}
+        scores = {**cnn_test_scores(net, x_test, 1024, precision, progress=f"{run_dir.name}: four symmetric views"), **mf}
         cnn_key = configured_view(test.meta["model"])   # the test bundle's (current) model config
         summary = report_scores(scores, target, snr, test.meta["model"], cnn_key, args.target,
                                 f"{run_dir} on {args.test_bundle} ({n_test} samples), CNN ({cnn_key})")

@@ -113,12 +113,16 @@ def augment(x: torch.Tensor, swap_ligo: float = 0.0, sign_flip: float = 0.0, tim
     return x
 
 
-def symmetric_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Mean logit over the four label-preserving views of a batch (as is, H1<->L1, h -> -h, both):
-    test-time augmentation with the training augmentations' symmetries, 4x the inference cost."""
+def view_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(4, B) logits of the four label-preserving views of a batch: as is, H1<->L1, h -> -h, both."""
     swapped = ligo_swapped(x)
-    views = (x, swapped, -x, -swapped)
-    return torch.stack([net(view) for view in views]).mean(0)
+    return torch.stack([net(view) for view in (x, swapped, -x, -swapped)])
+
+
+def symmetric_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean logit over the four label-preserving views of a batch (`view_logits`): test-time augmentation
+    with the training augmentations' symmetries, 4x the inference cost."""
+    return view_logits(net, x).mean(0)
 
 
 class GWClassifier(L.LightningModule):
