@@ -371,10 +371,13 @@ def planned_epochs(done: int, elapsed: float, budget: float, max_epochs: int) ->
     return int(max(done, min(max_epochs, done + max(budget - elapsed, 0.0) // max(per_epoch, 1e-9))))
 
 
+VIEWS = {"symmetric": "cnn_symmetric", "one": "cnn"}   # a CNN view -> its score's key in gw_test_scores.npz
+
+
 def configured_view(model_cfg: dict[str, Any]) -> str:
     """The CNN score the model config names, chosen before looking: `model.test_time_augmentation` picks the
     mean over the symmetric views."""
-    return "cnn_symmetric" if model_cfg.get("test_time_augmentation") else "cnn"
+    return VIEWS["symmetric" if model_cfg.get("test_time_augmentation") else "one"]
 
 
 def report_scores(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.ndarray, model_cfg: dict[str, Any],

@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gw_device_run import Bundle, report_scores  # noqa: E402
+from gw_device_run import VIEWS, Bundle, report_scores  # noqa: E402
 
 from detsim.eval.gw_report import format_table  # noqa: E402
 
 REPORT, SCORES = "gw_device_run.json", "gw_test_scores.npz"
-VIEWS = {"symmetric": "cnn_symmetric", "one": "cnn"}   # --view -> the score's key in gw_test_scores.npz
 
 
 @dataclass
