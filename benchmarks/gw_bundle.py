@@ -8,7 +8,8 @@ PSDs. This script draws from the simulator's priors (conf/gw/priors) and stores
     normalised to unit peak, float16, ragged in one flat array;
   * per sample: label, binary index, inclination, coa_phase, sky position, polarisation, merger time,
     requested network SNR, and pycbc's F+, Fx and Earth-centre delay per detector;
-  * the template bank of conf/gw/bank/default (same cut), for the bank matched filter;
+  * the grid template bank of conf/gw/bank/grid (same cut), for the bank matched filter (gw_bank_search.py
+    places and scores the stochastic bank of conf/gw/bank/default, which needs the fitted whitener);
   * the PSDs on the 2 s grid (SNR) and on the noise grid, and the resolved configs (simulator,
     preprocessing, model, data, bank) as JSON, so the other side needs no Hydra.
 Orientation is applied on the other side with `detsim.sim.gw.waveform.orient` (exact for 22-mode
@@ -46,7 +47,7 @@ def compose_configs(overrides: list[str] | None = None) -> dict[str, Any]:
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         sim = compose("simulate", overrides=["simulator=gw", *(overrides or [])]).simulator
         train = compose("train", overrides=["experiment=g2net_1dcnn"])
-    bank = OmegaConf.load(config_dir() / "gw" / "bank" / "default.yaml")
+    bank = OmegaConf.load(config_dir() / "gw" / "bank" / "grid.yaml")   # stored as waves before any whitener: a grid
     plain = lambda c: OmegaConf.to_container(c, resolve=True)  # noqa: E731
     data = plain(train.data)
     return {"simulator": plain(sim), "preprocessing": data.pop("preprocessing"), "data": data,
@@ -176,7 +177,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=mp.cpu_count())
     ap.add_argument("--taper", type=int, default=256, help="samples of half-Hann lead-in before the cut")
     ap.add_argument("--tail", type=float, default=1e-3, help="ringdown kept while |h| > tail x peak")
-    ap.add_argument("--no-bank", action="store_true", help="leave out the template bank (conf/gw/bank/default)")
+    ap.add_argument("--no-bank", action="store_true", help="leave out the grid template bank (conf/gw/bank/grid)")
     ap.add_argument("--out", default=".gwbundle/bundle.npz")
     ap.add_argument("overrides", nargs="*", help="simulate-config overrides, e.g. simulator/priors=bbh")
     args = ap.parse_args()

@@ -391,7 +391,9 @@ def report_scores(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.nda
     print(format_table(rows))
     auc = {k: roc_auc(target, v) for k, v in scores.items()}
     for name in (k for k in auc if k.startswith("mf_bank")):
-        print(f"template-bank matched filter ({name[7:]} templates, the search a real analysis runs): AUC {auc[name]:.4f}")
+        how = "marginalised over" if name.endswith("_marginal") else "max over"
+        print(f"template-bank matched filter ({how} {name[7:].removesuffix('_marginal')} templates, the search a real "
+              f"analysis runs): AUC {auc[name]:.4f}")
     gap, gap_se = auc_difference(target, scores[cnn_key], scores["mf_true"])
     verdict = "PASS" if gap >= -allowed else "MISS"
     print(f"{label}: CNN AUC {auc[cnn_key]:.4f}, true-template MF AUC {auc['mf_true']:.4f}, "

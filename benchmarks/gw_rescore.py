@@ -48,6 +48,15 @@ def training_whitener(bundle: Bundle, n_train: int, workers: int) -> Any:
     return whitener_of(bundle, raw[bundle.arrays["train_target"][:n_train] == 0])
 
 
+def run_whitener(report: dict[str, Any], train_path: str, n_train: int, test: Bundle, test_path: str, workers: int) -> Any:
+    """The whitener a run (its report) fitted, after checking that `test` is drawn like the run's training bundle."""
+    train = Bundle.load(train_path)
+    check_drawn_alike(train, test, train_path, test_path)
+    if report.get("preprocessing"):   # the run's `--preprocessing` overrides (recorded since 2026-11-27)
+        train = Bundle(train.arrays, {**train.meta, "preprocessing": report["preprocessing"]})
+    return training_whitener(train, n_train, workers)
+
+
 def load_network(run_dir: Path, report: dict[str, Any]) -> Any:
     import torch
 
@@ -85,11 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         train_path, n_train = args.train_bundle or report["bundle"], int(report["training"]["n_train"])
         key = (train_path, n_train, json.dumps(report.get("preprocessing"), sort_keys=True))
         if key not in fitted:
-            train = Bundle.load(train_path)
-            check_drawn_alike(train, test, train_path, args.test_bundle)
-            if report.get("preprocessing"):   # the run's `--preprocessing` overrides (recorded since 2026-11-27)
-                train = Bundle(train.arrays, {**train.meta, "preprocessing": report["preprocessing"]})
-            whitener = training_whitener(train, n_train, args.workers)
+            whitener = run_whitener(report, train_path, n_train, test, args.test_bundle, args.workers)
             mf = matched_filter_scores(test, whitener, raw_test, "cpu", bank=args.bank)
             fitted[key] = (torch.as_tensor(whitener(raw_test)), mf)
         x_test, mf = fitted[key]

@@ -10,7 +10,9 @@ from scipy.signal import welch
 
 from detsim.data.gw_transforms import CQTFrontEnd, Whitener
 from detsim.errors import ConfigError
-from detsim.eval.matched_filter import MatchedFilter, wrapped_template
+from detsim.eval.matched_filter import MatchedFilter, whitened_spectra, wrapped_template
+from detsim.eval.template_bank import (bank_parameters, chirp_mass, fitting_factors, place_bank, template_matches,
+                                       unit_spectra)
 from detsim.paths import config_dir
 from detsim.sim.gw.synth import SynthSpec, iter_block
 
@@ -106,6 +108,64 @@ def test_matched_filter_scores_loud_injection_far_above_noise(noise_and_signal):
     for scores in (true, bank):
         assert scores[0] > 15 and scores[0] > scores[1:].max() + 6   # SNR 20 vs noise maxima ~6
     assert row["t_merger"] * spec.sample_rate > 0
+    spectra = unit_spectra(mf.template_spectra([row, {**row, "mass1": 30.0, "mass2": 25.0}], data.shape[-1]))
+    best, marginal = mf.bank_statistics(data, spectra)
+    np.testing.assert_allclose(best, bank, rtol=1e-6)
+    # ln mean_k exp(rho_k^2 / 2) lies between its largest term / K and that term
+    assert np.all(marginal <= best**2 / 2 + 1e-2) and np.all(marginal >= best**2 / 2 - np.log(2) - 1e-2)  # float32 SNRs
+    assert marginal[0] > marginal[1:].max() + 100                  # 20^2 / 2 vs ~6^2 / 2
+
+
+@pytest.fixture(scope="module")
+def matched_filter(noise_and_signal):
+    spec, noise, *_ = noise_and_signal
+    return MatchedFilter(Whitener().fit(noise[:32]), spec.approximant, spec.f_lower, (1.0, 1.8)), spec
+
+
+def test_template_match_is_one_for_a_shifted_copy_and_falls_with_chirp_mass(matched_filter):
+    mf, spec = matched_filter
+    n = 4096
+    base = {"mass1": 30.0, "mass2": 25.0, "spin1z": 0.0, "spin2z": 0.0}
+    wave = wrapped_template(base, n, spec.approximant, spec.sample_rate, spec.f_lower)
+    near, far = {**base, "mass1": 31.0}, {**base, "mass1": 15.0, "mass2": 12.0}
+    spectra = unit_spectra(np.concatenate([mf.template_spectra([base, near, far], n),
+                                           whitened_spectra(np.roll(wave, 150)[None], mf.whitener)[..., : mf._band(n)]]))
+    match = template_matches(spectra, spectra, n_lags=4096).numpy()
+    np.testing.assert_allclose(np.diag(match), 1.0, atol=1e-4)
+    np.testing.assert_allclose(match, match.T, atol=1e-4)
+    assert match[0, 3] > 0.995                      # 73 ms later, same template: time maximisation finds it
+    assert 0.9 < match[0, 1] < 0.999                # 1 Msun heavier: close but not equal
+    assert match[0, 2] < 0.6                        # half the chirp mass: another signal
+    assert chirp_mass(30.0, 30.0) == pytest.approx(30.0 * 2 ** -0.2)
+
+
+def test_stochastic_bank_covers_its_prior_to_the_minimal_match(matched_filter):
+    """Placement keeps templates apart (no two match to minimal_match) and covers the prior: fresh prior draws are
+    matched to >= minimal_match by some template; a looser minimal match needs fewer templates."""
+    from detsim.sim.gw.priors import draw_parameters
+
+    mf, spec = matched_filter
+    n, n_lags = 4096, 4096
+    priors = {**spec.priors, "mass1": {"dist": "uniform", "low": 25.0, "high": 35.0},
+              "mass2": {"dist": "uniform", "low": 25.0, "high": 35.0}}
+    cfg = {"placement": "stochastic", "minimal_match": 0.95, "n_candidates": 400, "seed": 3, "chirp_window": 0.15}
+    bank, spectra = place_bank(cfg, priors, lambda p: mf.template_spectra(p, n), n_lags)
+    assert len(bank) == len(spectra) > 3
+    chirp = np.array([chirp_mass(p["mass1"], p["mass2"]) for p in bank])
+    assert chirp.min() >= chirp_mass(25.0, 25.0) - 1e-6 and chirp.max() <= chirp_mass(35.0, 35.0) + 1e-6
+    pairs = template_matches(spectra, spectra, n_lags).numpy()
+    assert (pairs[~np.eye(len(bank), dtype=bool)] < 0.95).all()
+    rng = np.random.default_rng(11)
+    signals = unit_spectra(mf.template_spectra([draw_parameters(priors, rng) for _ in range(60)], n))
+    factors = fitting_factors(signals, spectra, n_lags)
+    assert np.mean(factors >= 0.95) >= 0.9 and factors.min() > 0.9
+    looser, _ = place_bank({**cfg, "minimal_match": 0.85}, priors, lambda p: mf.template_spectra(p, n), n_lags)
+    assert len(looser) < len(bank)
+    grid, _ = place_bank({"placement": "grid", "n_chirp_mass": 3, "n_mass_ratio": 2, "n_spin": 1, "spin_max": 0.0},
+                         priors, lambda p: mf.template_spectra(p, n), n_lags)
+    assert len(grid) == len(bank_parameters({"n_chirp_mass": 3, "n_mass_ratio": 2, "n_spin": 1, "spin_max": 0.0}, priors))
+    with pytest.raises(ConfigError, match="placement 'lattice' is unknown"):
+        place_bank({"placement": "lattice"}, priors, lambda p: mf.template_spectra(p, n), n_lags)
 
 
 def test_cqt_front_end_shape():

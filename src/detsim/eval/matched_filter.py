@@ -11,7 +11,6 @@ search that knows the source could reach. Scoring runs in torch, batched, on CPU
 
 from __future__ import annotations
 
-import itertools
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from detsim.data.gw_transforms import Whitener
+from detsim.eval.template_bank import bank_parameters, chirp_mass, place_bank, unit_spectra  # noqa: F401 (re-exported)
 from detsim.sim.gw.waveform import polarisations
 
 
@@ -56,28 +56,6 @@ def whitened_spectra(waves: np.ndarray, whitener: Whitener) -> np.ndarray:
     norm = np.sqrt(whitener.psd * whitener.sample_rate * np.sum(w**2) / 2.0)           # (n_det, F)
     spectra = np.fft.rfft(waves, axis=-1)[:, None, :] / np.where(norm > 0, norm, np.inf)[None]
     return spectra * whitener.in_band(n)
-
-
-def chirp_mass(mass1: np.ndarray | float, mass2: np.ndarray | float) -> np.ndarray | float:
-    """(m1 m2)^(3/5) / (m1 + m2)^(1/5): the mass combination that sets the inspiral's frequency sweep (and its
-    duration in band), so detection efficiency is read against it."""
-    return (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2
-
-
-def bank_parameters(bank: Mapping[str, Any], priors: Mapping[str, Any]) -> list[dict[str, float]]:
-    """A grid in (log chirp mass, mass ratio, effective aligned spin) covering the prior's mass box."""
-    lo, hi = float(priors["mass2"]["low"]), float(priors["mass1"]["high"])
-    chirp = np.exp(np.linspace(np.log(chirp_mass(lo, lo)), np.log(chirp_mass(hi, hi)), int(bank["n_chirp_mass"])))
-    ratios = np.linspace(1.0, hi / lo, int(bank["n_mass_ratio"]))
-    spins = np.linspace(-float(bank["spin_max"]), float(bank["spin_max"]), int(bank["n_spin"]))
-    out = []
-    for m_c, q, chi in itertools.product(chirp, ratios, spins):
-        total = m_c * (1 + q) ** 1.2 / q**0.6
-        m2 = total / (1 + q)
-        m1 = total - m2
-        if lo - 1e-9 <= m2 and m1 <= hi + 1e-9:
-            out.append(dict(mass1=m1, mass2=m2, spin1z=chi, spin2z=chi))
-    return out
 
 
 def _snr_squared(y: torch.Tensor, t: torch.Tensor, n_lags: int) -> torch.Tensor:
@@ -133,34 +111,43 @@ class MatchedFilter:
     def _spectra(self, waves: np.ndarray, n: int) -> torch.Tensor:
         """Whitened, in-band spectra of wrapped templates (K, n), scaled to unit norm (the statistic ignores
         the template's scale, and unit norm keeps |T|^2 sums inside complex64's range)."""
-        spectra = whitened_spectra(np.asarray(waves, dtype=np.float64), self.whitener)[..., : self._band(n)]
-        spectra /= np.maximum(np.linalg.norm(spectra, axis=-1, keepdims=True), 1e-300)
-        return torch.as_tensor(spectra, dtype=torch.complex64, device=self.device)
+        return unit_spectra(whitened_spectra(np.asarray(waves, dtype=np.float64), self.whitener)[..., : self._band(n)]).to(self.device)
+
+    def template_spectra(self, params: Sequence[Mapping[str, float]], n: int) -> np.ndarray:
+        """(K, n_det, F) whitened, in-band spectra of the pycbc templates of intrinsic parameters `params`, for
+        n-sample strain: what `template_bank` places and matches."""
+        waves = np.stack([wrapped_template(p, n, self.approximant, self.whitener.sample_rate, self.f_lower) for p in params])
+        return whitened_spectra(waves, self.whitener)[..., : self._band(n)]
 
     def bank_scores(self, strain: np.ndarray, bank: Sequence[Mapping[str, float]], progress: bool = False) -> np.ndarray:
         """Max over the pycbc templates of `bank` (intrinsic parameters) of the network statistic."""
         n = strain.shape[-1]
-        waves = np.stack([wrapped_template(p, n, self.approximant, self.whitener.sample_rate, self.f_lower) for p in bank])
-        return self.wave_bank_scores(strain, waves, progress)
+        return self.bank_statistics(strain, unit_spectra(self.template_spectra(bank, n)), progress)[0]
 
     def wave_bank_scores(self, strain: np.ndarray, waves: np.ndarray, progress: bool = False) -> np.ndarray:
         """Max over a bank given as wrapped templates (K, n) (`wrap_at_merger`), so pycbc-free callers can score it."""
+        return self.bank_statistics(strain, self._spectra(waves, strain.shape[-1]), progress)[0]
+
+    def bank_statistics(self, strain: np.ndarray, spectra: torch.Tensor, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Two searches over a bank given as unit, in-band template spectra (K, n_det, F) (`template_bank.unit_spectra`):
+        the max over templates of the network SNR (the usual search) and ln of the mean over templates of
+        exp(SNR^2 / 2), the likelihood ratio marginalised over the bank, which the Neyman-Pearson lemma favours when
+        the templates sample the prior evenly."""
         from rich.progress import track
 
         n = strain.shape[-1]
         n_lags, lo, hi = self._lags(n)
-        spectra = self._spectra(waves, n)
-        scores = np.empty(len(strain))
+        spectra = spectra.to(self.device)
+        best, marginal = np.empty(len(strain)), np.empty(len(strain))
         starts = range(0, len(strain), self.batch)
-        for start in track(starts, description="matched filter (bank)", disable=not progress):
+        for start in track(starts, description=f"matched filter (bank of {len(spectra)})", disable=not progress):
             y = self._data(strain[start : start + self.batch])[:, None]                  # (B, 1, D, F)
-            best = torch.full((y.shape[0],), -1.0, device=self.device)
-            for k in range(0, len(spectra), self.template_batch):
-                snr2 = _snr_squared(y, spectra[None, k : k + self.template_batch], n_lags)
-                stat = _network(snr2, self.coincidence, lo, hi)
-                best = torch.maximum(best, stat.amax(-1))
-            scores[start : start + len(best)] = best.sqrt().cpu().numpy()
-        return scores
+            stats = torch.cat([_network(_snr_squared(y, spectra[None, k : k + self.template_batch], n_lags),
+                                        self.coincidence, lo, hi) for k in range(0, len(spectra), self.template_batch)], -1)
+            sl = slice(start, start + len(stats))
+            best[sl] = stats.amax(-1).sqrt().cpu().numpy()
+            marginal[sl] = (torch.logsumexp(stats.double() / 2, -1) - np.log(len(spectra))).cpu().numpy()
+        return best, marginal
 
     def true_scores(self, strain: np.ndarray, params: Sequence[Mapping[str, float]], progress: bool = False) -> np.ndarray:
         n = strain.shape[-1]
@@ -188,7 +175,9 @@ class MatchedFilter:
 
 def baseline_scores(raw: Mapping[str, Any], side_csv: str, whitener: Whitener, sim: Mapping[str, Any],
                     bank_cfg: Mapping[str, Any], device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
-    """Bank and true-template matched-filter statistics of a datamodule split (`G2NetDataModule.raw`)."""
+    """Matched-filter statistics of a datamodule split (`G2NetDataModule.raw`): true templates (`mf_true`), and the
+    search over the bank `bank_cfg` places (conf/gw/bank), as its max (`mf_bank<K>`) and marginalised over it
+    (`mf_bank<K>_marginal`)."""
     from detsim.io.g2net import read_side_column
 
     ids = raw["ids"]
@@ -198,6 +187,8 @@ def baseline_scores(raw: Mapping[str, Any], side_csv: str, whitener: Whitener, s
     t_merger = sim["priors"]["t_merger"]
     mf = MatchedFilter(whitener, str(sim["approximant"]), float(sim["f_lower"]),
                        (float(t_merger["low"]), float(t_merger["high"])), float(bank_cfg["coincidence"]), device=device)
-    bank = bank_parameters(bank_cfg, sim["priors"])
+    n = raw["strain"].shape[-1]
+    bank, spectra = place_bank(bank_cfg, sim["priors"], lambda p: mf.template_spectra(p, n), mf._lags(n)[0], progress)
+    best, marginal = mf.bank_statistics(raw["strain"], spectra, progress)
     return {"mf_true": mf.true_scores(raw["strain"], params, progress),
-            f"mf_bank{len(bank)}": mf.bank_scores(raw["strain"], bank, progress)}
+            f"mf_bank{len(bank)}": best, f"mf_bank{len(bank)}_marginal": marginal}

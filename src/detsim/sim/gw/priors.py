@@ -20,7 +20,7 @@ PARAMETERS = (
 )
 
 
-def _draw_one(name: str, spec: Mapping[str, Any], rng: np.random.Generator) -> float:
+def draw_one(name: str, spec: Mapping[str, Any], rng: np.random.Generator) -> float:
     kind = spec.get("dist")
     if kind == "fixed":
         return float(spec["value"])
@@ -45,7 +45,7 @@ def draw_parameters(priors: Mapping[str, Any], rng: np.random.Generator) -> dict
     missing = [p for p in PARAMETERS if p not in priors]
     if missing:
         raise ConfigError(f"gw priors lack {missing}; every one of {list(PARAMETERS)} needs a prior")
-    params = {name: _draw_one(name, priors[name], rng) for name in PARAMETERS}
+    params = {name: draw_one(name, priors[name], rng) for name in PARAMETERS}
     if params["mass2"] > params["mass1"]:
         params["mass1"], params["mass2"] = params["mass2"], params["mass1"]
         params["spin1z"], params["spin2z"] = params["spin2z"], params["spin1z"]

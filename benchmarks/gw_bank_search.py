@@ -1,0 +1,179 @@
+"""Place the stochastic template bank and score the search a real analysis runs, next to the CNNs.
+
+The true-template matched filter (issue 5's bound) knows each source's masses and spins. A detector that does
+not (a CNN, or a search) must look through the whole prior, and pays for it: more noise excursions look like
+signals (the trials factor), and templates that miss a signal keep only a fraction of its SNR. This script measures
+how far a well-covered search gets, so the CNN's shortfall can be split into what any search loses and what the
+network loses:
+
+    python benchmarks/gw_bank_search.py --compare outputs/rescored/* --n-test 10000 --out outputs/gw_bank_search
+
+It fits the whitener exactly as the compared runs did (their training bundle and n_train, as gw_rescore.py),
+places the bank of conf/gw/bank/<--bank> (progress shown), reports its coverage (fitting factors of test binaries
+per chirp-mass bin, for it and the grid bank), and scores the first --n-test test samples with the true templates,
+the bank's max and its marginalised statistic. With --compare it adds the runs' mean CNN score (symmetric views)
+and prints DeLong differences between every pair that matters. Writes OUT/gw_bank_search.json, the bank as
+OUT/bank.csv and the scores as OUT/gw_test_scores.npz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gw_device_run import Bundle, matched_filter, rebuild_split, report_scores, template_waves, true_template_waves  # noqa: E402
+from gw_ensemble import RunScores, chirp_mass_table, chirp_masses_of_test_set, ensemble_scores  # noqa: E402
+from gw_rescore import run_whitener  # noqa: E402
+
+CHIRP_EDGES = [5.0, 15.0, 20.0, 25.0, 30.0, 50.0]
+
+
+def bank_config(name: str, overrides: Sequence[str]) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from detsim.paths import config_dir
+
+    path = config_dir() / "gw" / "bank" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no bank config {path}; choose one of {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides))))
+
+
+def coverage_table(factors: dict[str, np.ndarray], mchirp: np.ndarray, minimal_match: float) -> list[dict[str, Any]]:
+    """Median, 10th percentile and fraction below `minimal_match` of each bank's fitting factors, per chirp-mass bin."""
+    rows = []
+    bins = [("all", np.ones(len(mchirp), bool))] + [
+        (f"{lo:g}-{hi:g}", (mchirp >= lo) & (mchirp < hi)) for lo, hi in zip(CHIRP_EDGES[:-1], CHIRP_EDGES[1:])]
+    for name, ff in factors.items():
+        for label, sel in bins:
+            if sel.any():
+                rows.append({"bank": name, "mchirp": label, "n": int(sel.sum()), "median": float(np.median(ff[sel])),
+                             "p10": float(np.percentile(ff[sel], 10)), "below_mm": float(np.mean(ff[sel] < minimal_match))})
+    return rows
+
+
+def print_coverage(rows: list[dict[str, Any]], minimal_match: float) -> None:
+    print(f"{'bank':<14}{'Mchirp':>8}{'n':>6}{'FF median':>11}{'FF p10':>9}{f'< {minimal_match:g}':>9}")
+    for r in rows:
+        print(f"{r['bank']:<14}{r['mchirp']:>8}{r['n']:>6}{r['median']:>11.4f}{r['p10']:>9.4f}{r['below_mm']:>9.3f}")
+
+
+def differences(scores: dict[str, np.ndarray], target: np.ndarray, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """AUC(a) - AUC(b) with DeLong's standard error for each pair present."""
+    from detsim.eval.roc import auc_difference
+
+    rows = []
+    for a, b in pairs:
+        if a in scores and b in scores:
+            diff, se = auc_difference(target, scores[a], scores[b])
+            rows.append({"a": a, "b": b, "diff": diff, "se": se})
+            print(f"AUC({a}) - AUC({b}) = {diff:+.4f} +- {se:.4f}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--compare", nargs="*", default=[], help="gw_rescore.py / gw_device_run.py output folders scored "
+                    "on the test bundle: their mean CNN score joins the comparison and sets the defaults below")
+    ap.add_argument("--test-bundle", default=None, help="bundle whose test split is scored (default: the runs')")
+    ap.add_argument("--train-bundle", default=None, help="bundle whose noise fits the whitener (default: the runs')")
+    ap.add_argument("--n-train", type=int, default=0, help="training rows the whitener is fitted on (default: the runs')")
+    ap.add_argument("--n-test", type=int, default=0, help="score the first n test samples (0: all; ~0.2 s each on 2 cores)")
+    ap.add_argument("--bank", default="default", help="conf/gw/bank/<name>")
+    ap.add_argument("--bank-override", nargs="*", default=[], help="e.g. minimal_match=0.95 n_candidates=4000")
+    ap.add_argument("--coverage", type=int, default=1000, help="test binaries whose fitting factors are measured")
+    ap.add_argument("--workers", type=int, default=2, help="rebuild processes")
+    ap.add_argument("--out", type=Path, default=Path("outputs/gw_bank_search"))
+    args = ap.parse_args(argv)
+    import torch
+
+    from detsim.eval.matched_filter import whitened_spectra
+    from detsim.eval.gw_report import format_table, snr_binned_table
+    from detsim.eval.template_bank import bank_parameters, chirp_mass, fitting_factors, place_bank, unit_spectra
+
+    runs = [RunScores.load(path) for path in args.compare]
+    first = runs[0].report if runs else {}
+    test_path = args.test_bundle or first.get("bundle")
+    train_path = args.train_bundle or first.get("train_bundle") or first.get("bundle")
+    n_train = args.n_train or int(first.get("training", {}).get("n_train", 0))
+    if not (test_path and train_path and n_train):
+        raise SystemExit("give --compare RUN... or all of --test-bundle, --train-bundle and --n-train")
+    test = Bundle.load(test_path)
+    n_test = min(args.n_test or test.size("test"), test.size("test"))
+    whitener = run_whitener(first, train_path, n_train, test, test_path, args.workers)
+    raw_test, snr = rebuild_split(test, "test", n_test, args.workers)
+    target = test.arrays["test_target"][:n_test].astype(np.float32)
+
+    cfg = bank_config(args.bank, args.bank_override)
+    mf = matched_filter(test, whitener, "cpu")
+    n = raw_test.shape[-1]
+    n_lags = mf._lags(n)[0]
+    t0 = time.perf_counter()
+    bank, spectra = place_bank(cfg, test.sim["priors"], lambda p: mf.template_spectra(p, n), n_lags, progress=True)
+    placed_s = time.perf_counter() - t0
+    print(f"bank '{args.bank}': {len(bank)} templates placed in {placed_s:.0f} s")
+
+    n_cov = min(args.coverage, len(test.arrays["test_wave_peak"]))
+    signals = unit_spectra(whitened_spectra(template_waves(test, "test", range(n_cov)), whitener)[..., : mf._band(n)])
+    grid = unit_spectra(mf.template_spectra(bank_parameters(bank_config("grid", []), test.sim["priors"]), n))
+    intrinsic = test.arrays["test_wave_intrinsic"][:n_cov].astype(np.float64)
+    minimal_match = float(cfg.get("minimal_match", 0.97))
+    coverage = coverage_table({f"{args.bank} ({len(bank)})": fitting_factors(signals, spectra, n_lags),
+                               f"grid ({len(grid)})": fitting_factors(signals, grid, n_lags)},
+                              chirp_mass(intrinsic[:, 0], intrinsic[:, 1]), minimal_match)
+    print(f"coverage: fitting factors of {n_cov} test binaries (match of the best template, worst detector)")
+    print_coverage(coverage, minimal_match)
+
+    t0 = time.perf_counter()
+    best, marginal = mf.bank_statistics(raw_test, spectra, progress=True)
+    search_s = time.perf_counter() - t0
+    key = f"mf_bank{len(bank)}"
+    scores = {"mf_true": mf.own_template_scores(raw_test, lambda sl: true_template_waves(test, "test", sl), progress=True),
+              key: best, f"{key}_marginal": marginal}
+    if runs:
+        members = [RunScores(r.path, r.report, {k: v[:n_test] for k, v in r.scores.items()}) for r in runs]
+        if not np.array_equal(members[0].scores["target"], target):
+            raise ValueError(f"{runs[0].path} scored another test set than {test_path}")
+        ensemble = ensemble_scores(members)
+        scores["cnn_ensemble"] = ensemble["cnn_ensemble"]
+        scores.update({k: v for k, v in ensemble.items() if k.startswith("mf_bank") and k not in scores})
+    if runs:
+        summary = report_scores(scores, target, snr, test.meta["model"], "cnn_ensemble", 0.02,
+                                f"ensemble of {len(runs)} CNNs on {n_test} samples of {test_path}")
+    else:
+        rows = snr_binned_table(scores, target, snr, list(test.meta["model"]["snr_bins"]), float(test.meta["model"]["false_alarm"]))
+        print(format_table(rows))
+        summary = {"table": rows}
+    pairs = [(key, "mf_true"), (f"{key}_marginal", "mf_true"), (f"{key}_marginal", key),
+             *[("cnn_ensemble", k) for k in scores if k.startswith("mf_bank")]]
+    diffs = differences(scores, target, pairs)
+    mass_rows = chirp_mass_table(scores, target, snr, chirp_masses_of_test_set(test, n_test), CHIRP_EDGES, (6.0, 10.0),
+                                 float(test.meta["model"]["false_alarm"]))
+    print("signals with injected SNR 6-10 by chirp mass (Msun), against all noise:")
+    print(format_table(mass_rows, bin_name="Mchirp"))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"test_bundle": test_path, "train_bundle": train_path, "n_train": n_train, "n_test": n_test,
+              "bank": cfg, "n_templates": len(bank), "placement_seconds": placed_s, "search_seconds": search_s,
+              "search_samples_per_s": n_test / search_s, "torch_threads": torch.get_num_threads(),
+              "compare": [str(r.path) for r in runs], "coverage": coverage, "differences": diffs,
+              "chirp_mass_table": mass_rows, **summary}
+    (args.out / "gw_bank_search.json").write_text(json.dumps(report, indent=1, default=float))
+    with (args.out / "bank.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(bank[0]))
+        writer.writeheader()
+        writer.writerows(bank)
+    np.savez(args.out / "gw_test_scores.npz", **scores, target=target, snr=snr)
+    return report
+
+
+if __name__ == "__main__":
+    main()
