@@ -11,7 +11,7 @@ network loses:
 It fits the whitener exactly as the compared runs did (their training bundle and n_train, as gw_rescore.py),
 places the bank of conf/gw/bank/<--bank> (progress shown), reports its coverage (fitting factors of test binaries
 per chirp-mass bin, for it and the grid bank), and scores the first --n-test test samples with the true templates,
-the bank's max and its marginalised statistic. With --compare it adds the runs' mean CNN score (symmetric views)
+the bank's max and its marginalised statistic, with uniform and with prior-mass template weights. With --compare it adds the runs' mean CNN score (symmetric views)
 and prints DeLong differences between every pair that matters. Writes OUT/gw_bank_search.json, the bank as
 OUT/bank.csv and the scores as OUT/gw_test_scores.npz.
 """
@@ -90,14 +90,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--bank", default="default", help="conf/gw/bank/<name>")
     ap.add_argument("--bank-override", nargs="*", default=[], help="e.g. minimal_match=0.95 n_candidates=4000")
     ap.add_argument("--coverage", type=int, default=1000, help="test binaries whose fitting factors are measured")
+    ap.add_argument("--prior-draws", type=int, default=4000, help="prior draws that weight the templates of the "
+                    "marginalised statistic by their prior mass (`mf_bank<K>_prior`; 0: uniform weights only)")
+    ap.add_argument("--seed", type=int, default=7, help="seed of the prior draws")
     ap.add_argument("--workers", type=int, default=2, help="rebuild processes")
     ap.add_argument("--out", type=Path, default=Path("outputs/gw_bank_search"))
     args = ap.parse_args(argv)
     import torch
 
-    from detsim.eval.matched_filter import whitened_spectra
+    from detsim.eval.matched_filter import marginalised, whitened_spectra
+    from detsim.sim.gw.priors import draw_parameters
     from detsim.eval.gw_report import format_table, snr_binned_table
-    from detsim.eval.template_bank import bank_parameters, chirp_mass, fitting_factors, place_bank, unit_spectra
+    from detsim.eval.template_bank import (bank_parameters, best_templates, chirp_mass, fitting_factors, place_bank,
+                                           prior_log_weights, unit_spectra)
 
     runs = [RunScores.load(path) for path in args.compare]
     first = runs[0].report if runs else {}
@@ -132,12 +137,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"coverage: fitting factors of {n_cov} test binaries (match of the best template, worst detector)")
     print_coverage(coverage, minimal_match)
 
+    log_weights = None
+    if args.prior_draws:
+        rng = np.random.default_rng(args.seed)
+        draws = unit_spectra(mf.template_spectra([draw_parameters(test.sim["priors"], rng) for _ in range(args.prior_draws)], n))
+        log_weights = prior_log_weights(best_templates(draws, spectra, n_lags)[1], len(bank))
+
     t0 = time.perf_counter()
-    best, marginal = mf.bank_statistics(raw_test, spectra, progress=True)
+    snr2 = mf.network_snr2(raw_test, spectra, progress=True)
     search_s = time.perf_counter() - t0
     key = f"mf_bank{len(bank)}"
     scores = {"mf_true": mf.own_template_scores(raw_test, lambda sl: true_template_waves(test, "test", sl), progress=True),
-              key: best, f"{key}_marginal": marginal}
+              key: np.sqrt(snr2.max(-1)), f"{key}_marginal": marginalised(snr2)}
+    if log_weights is not None:
+        scores[f"{key}_prior"] = marginalised(snr2, log_weights)
     if runs:
         members = [RunScores(r.path, r.report, {k: v[:n_test] for k, v in r.scores.items()}) for r in runs]
         if not np.array_equal(members[0].scores["target"], target):
@@ -152,7 +165,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = snr_binned_table(scores, target, snr, list(test.meta["model"]["snr_bins"]), float(test.meta["model"]["false_alarm"]))
         print(format_table(rows))
         summary = {"table": rows}
-    pairs = [(key, "mf_true"), (f"{key}_marginal", "mf_true"), (f"{key}_marginal", key),
+    pairs = [(key, "mf_true"), (f"{key}_marginal", "mf_true"), (f"{key}_prior", "mf_true"), (f"{key}_marginal", key),
+             (f"{key}_prior", key),
              *[("cnn_ensemble", k) for k in scores if k.startswith("mf_bank")]]
     diffs = differences(scores, target, pairs)
     mass_rows = chirp_mass_table(scores, target, snr, chirp_masses_of_test_set(test, n_test), CHIRP_EDGES, (6.0, 10.0),

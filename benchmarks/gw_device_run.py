@@ -390,9 +390,10 @@ def report_scores(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.nda
     rows = snr_binned_table(scores, target, snr, list(model_cfg["snr_bins"]), float(model_cfg["false_alarm"]))
     print(format_table(rows))
     auc = {k: roc_auc(target, v) for k, v in scores.items()}
+    searches = {"": "max over", "_marginal": "marginalised over", "_prior": "prior-weighted marginal over"}
     for name in (k for k in auc if k.startswith("mf_bank")):
-        how = "marginalised over" if name.endswith("_marginal") else "max over"
-        print(f"template-bank matched filter ({how} {name[7:].removesuffix('_marginal')} templates, the search a real "
+        size, _, kind = name[7:].partition("_")
+        print(f"template-bank matched filter ({searches[f'_{kind}' if kind else '']} {size} templates, the search a real "
               f"analysis runs): AUC {auc[name]:.4f}")
     gap, gap_se = auc_difference(target, scores[cnn_key], scores["mf_true"])
     verdict = "PASS" if gap >= -allowed else "MISS"

@@ -314,7 +314,7 @@ def test_bank_search_scores_a_placed_bank_next_to_the_runs(runs, tmp_path):
     whitener the runs fitted (so its true-template scores are the runs' own) and adds the runs' mean CNN score."""
     search, ensemble = _load("gw_bank_search"), _load("gw_ensemble")
     report = search.main(["--compare", str(runs / "seed1"), str(runs / "seed2"), "--workers", "1", "--coverage", "3",
-                          "--bank-override", "n_candidates=150", "minimal_match=0.9", "--out", str(tmp_path)])
+                          "--bank-override", "n_candidates=150", "minimal_match=0.9", "--prior-draws", "40", "--out", str(tmp_path)])
     k = report["n_templates"]
     with np.load(tmp_path / "gw_test_scores.npz") as data:
         scores = {key: data[key] for key in data.files}
@@ -322,7 +322,7 @@ def test_bank_search_scores_a_placed_bank_next_to_the_runs(runs, tmp_path):
     np.testing.assert_allclose(scores["mf_true"], members[0]["mf_true"], rtol=1e-4)
     np.testing.assert_allclose(scores["cnn_ensemble"], (members[0]["cnn_symmetric"] + members[1]["cnn_symmetric"]) / 2,
                                rtol=1e-6)
-    assert {f"mf_bank{k}", f"mf_bank{k}_marginal"} <= set(scores) and 10 < k < 150
+    assert {f"mf_bank{k}", f"mf_bank{k}_marginal", f"mf_bank{k}_prior"} <= set(scores) and 10 < k < 150
     assert len((tmp_path / "bank.csv").read_text().splitlines()) == k + 1
     cover = [r for r in report["coverage"] if r["mchirp"] == "all"]
     assert len(cover) == 2 and all(0.5 < r["median"] <= 1.0 + 1e-6 for r in cover)

@@ -11,8 +11,8 @@ from scipy.signal import welch
 from detsim.data.gw_transforms import CQTFrontEnd, Whitener
 from detsim.errors import ConfigError
 from detsim.eval.matched_filter import MatchedFilter, whitened_spectra, wrapped_template
-from detsim.eval.template_bank import (bank_parameters, chirp_mass, fitting_factors, place_bank, template_matches,
-                                       unit_spectra)
+from detsim.eval.template_bank import (bank_parameters, best_templates, chirp_mass, fitting_factors, place_bank,
+                                       prior_log_weights, template_matches, unit_spectra)
 from detsim.paths import config_dir
 from detsim.sim.gw.synth import SynthSpec, iter_block
 
@@ -157,8 +157,15 @@ def test_stochastic_bank_covers_its_prior_to_the_minimal_match(matched_filter):
     assert (pairs[~np.eye(len(bank), dtype=bool)] < 0.95).all()
     rng = np.random.default_rng(11)
     signals = unit_spectra(mf.template_spectra([draw_parameters(priors, rng) for _ in range(60)], n))
-    factors = fitting_factors(signals, spectra, n_lags)
+    factors, nearest = best_templates(signals, spectra, n_lags)
     assert np.mean(factors >= 0.95) >= 0.9 and factors.min() > 0.9
+    np.testing.assert_allclose(fitting_factors(signals, spectra, n_lags), factors)
+    own, index = best_templates(spectra, spectra, n_lags)              # each template is its own best match
+    np.testing.assert_allclose(own, 1.0, atol=1e-4)
+    np.testing.assert_array_equal(index, np.arange(len(bank)))
+    weights = np.exp(prior_log_weights(nearest, len(bank)))
+    np.testing.assert_allclose(weights.sum(), 1.0)
+    np.testing.assert_allclose(weights, (np.bincount(nearest, minlength=len(bank)) + 1) / (60 + len(bank)))
     looser, _ = place_bank({**cfg, "minimal_match": 0.85}, priors, lambda p: mf.template_spectra(p, n), n_lags)
     assert len(looser) < len(bank)
     grid, _ = place_bank({"placement": "grid", "n_chirp_mass": 3, "n_mass_ratio": 2, "n_spin": 1, "spin_max": 0.0},

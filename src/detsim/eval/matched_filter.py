@@ -77,6 +77,17 @@ def _network(snr2: torch.Tensor, coincidence: int, lo: int, hi: int) -> torch.Te
     return pooled.reshape(shape).sum(-2)[..., offset : offset + hi - lo].amax(-1)
 
 
+def marginalised(snr2: np.ndarray, log_weights: np.ndarray | None = None) -> np.ndarray:
+    """ln sum_k w_k exp(SNR_k^2 / 2) over a bank's templates (uniform weights by default): the likelihood ratio of
+    a signal marginalised over the bank (phase and time maximised), the statistic the Neyman-Pearson lemma favours
+    when the weights are the templates' prior masses (`template_bank.prior_log_weights`)."""
+    from scipy.special import logsumexp
+
+    if log_weights is None:
+        log_weights = np.full(snr2.shape[-1], -np.log(snr2.shape[-1]))
+    return logsumexp(snr2.astype(np.float64) / 2 + log_weights, axis=-1)
+
+
 class MatchedFilter:
     """Scores strain with the bank or the true templates; higher = more signal-like (network SNR)."""
 
@@ -128,26 +139,29 @@ class MatchedFilter:
         """Max over a bank given as wrapped templates (K, n) (`wrap_at_merger`), so pycbc-free callers can score it."""
         return self.bank_statistics(strain, self._spectra(waves, strain.shape[-1]), progress)[0]
 
-    def bank_statistics(self, strain: np.ndarray, spectra: torch.Tensor, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Two searches over a bank given as unit, in-band template spectra (K, n_det, F) (`template_bank.unit_spectra`):
-        the max over templates of the network SNR (the usual search) and ln of the mean over templates of
-        exp(SNR^2 / 2), the likelihood ratio marginalised over the bank, which the Neyman-Pearson lemma favours when
-        the templates sample the prior evenly."""
+    def network_snr2(self, strain: np.ndarray, spectra: torch.Tensor, progress: bool = False) -> np.ndarray:
+        """(N, K) network statistic (SNR^2) of every sample with every template of a bank given as unit, in-band
+        spectra (K, n_det, F) (`template_bank.unit_spectra`)."""
         from rich.progress import track
 
         n = strain.shape[-1]
         n_lags, lo, hi = self._lags(n)
         spectra = spectra.to(self.device)
-        best, marginal = np.empty(len(strain)), np.empty(len(strain))
+        out = np.empty((len(strain), len(spectra)), dtype=np.float32)
         starts = range(0, len(strain), self.batch)
         for start in track(starts, description=f"matched filter (bank of {len(spectra)})", disable=not progress):
             y = self._data(strain[start : start + self.batch])[:, None]                  # (B, 1, D, F)
             stats = torch.cat([_network(_snr_squared(y, spectra[None, k : k + self.template_batch], n_lags),
                                         self.coincidence, lo, hi) for k in range(0, len(spectra), self.template_batch)], -1)
-            sl = slice(start, start + len(stats))
-            best[sl] = stats.amax(-1).sqrt().cpu().numpy()
-            marginal[sl] = (torch.logsumexp(stats.double() / 2, -1) - np.log(len(spectra))).cpu().numpy()
-        return best, marginal
+            out[start : start + len(stats)] = stats.cpu().numpy()
+        return out
+
+    def bank_statistics(self, strain: np.ndarray, spectra: torch.Tensor, progress: bool = False,
+                        log_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Two searches over a bank (`network_snr2`): the max over templates of the network SNR (the usual search)
+        and `marginalised`, the likelihood ratio averaged over the bank."""
+        snr2 = self.network_snr2(strain, spectra, progress)
+        return np.sqrt(snr2.max(-1)), marginalised(snr2, log_weights)
 
     def true_scores(self, strain: np.ndarray, params: Sequence[Mapping[str, float]], progress: bool = False) -> np.ndarray:
         n = strain.shape[-1]

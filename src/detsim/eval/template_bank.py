@@ -41,16 +41,30 @@ def template_matches(a: torch.Tensor, b: torch.Tensor, n_lags: int) -> torch.Ten
     return overlap.amax(-1).amin(-1)
 
 
-def fitting_factors(signals: torch.Tensor, bank: torch.Tensor, n_lags: int, batch: int = 32,
-                    template_batch: int = 256) -> np.ndarray:
-    """Best match over the bank of each signal's template: the fraction of its SNR the search keeps."""
-    out = np.empty(len(signals))
+def best_templates(signals: torch.Tensor, bank: torch.Tensor, n_lags: int, batch: int = 32,
+                   template_batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Each signal's best match over the bank (its fitting factor: the fraction of its SNR the search keeps) and
+    the index of the template that gives it."""
+    factors, index = np.empty(len(signals)), np.empty(len(signals), dtype=np.int64)
     for s in range(0, len(signals), batch):
-        best = torch.zeros(min(batch, len(signals) - s))
-        for k in range(0, len(bank), template_batch):
-            best = torch.maximum(best, template_matches(signals[s : s + batch], bank[k : k + template_batch], n_lags).amax(1))
-        out[s : s + len(best)] = best.numpy()
-    return out
+        match = torch.cat([template_matches(signals[s : s + batch], bank[k : k + template_batch], n_lags)
+                           for k in range(0, len(bank), template_batch)], 1)
+        best = match.max(1)
+        factors[s : s + len(match)], index[s : s + len(match)] = best.values.numpy(), best.indices.numpy()
+    return factors, index
+
+
+def fitting_factors(signals: torch.Tensor, bank: torch.Tensor, n_lags: int) -> np.ndarray:
+    """Best match over the bank of each signal's template."""
+    return best_templates(signals, bank, n_lags)[0]
+
+
+def prior_log_weights(best_index: np.ndarray, n_templates: int) -> np.ndarray:
+    """ln of each template's prior mass, estimated as its share of prior draws it matches best (plus one pseudo-draw,
+    so no template is weightless). A stochastic bank is densest where templates change fastest, not where the prior
+    is; these weights turn the mean over the bank into the mean over the prior."""
+    counts = np.bincount(best_index, minlength=n_templates) + 1.0
+    return np.log(counts / counts.sum())
 
 
 def masses_from_chirp(chirp: np.ndarray | float, ratio: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
