@@ -149,7 +149,7 @@ def build_bundle(out: str | Path, n_train: int, n_test: int, k_train: int, k_tes
         waves = pack_waveforms(draw_binaries(sim, split, k, seed), sim, lead, taper, tail, workers, progress)
         arrays.update({f"{split}_wave_{key}": value for key, value in waves.items()})
     if bank:   # the template-bank matched filter's templates, so the other side can score the bank search too
-        from detsim.eval.matched_filter import bank_parameters
+        from detsim.eval.template_bank import bank_parameters
 
         grid = np.array([[p[name] for name in INTRINSIC] for p in bank_parameters(cfg["bank"], sim["priors"])])
         waves = pack_waveforms(grid, sim, lead, taper, tail, workers, progress)

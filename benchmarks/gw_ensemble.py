@@ -76,7 +76,7 @@ def ensemble_scores(runs: list[RunScores], view: str = "symmetric") -> dict[str,
 
 def chirp_masses_of_test_set(bundle: Bundle, n: int) -> np.ndarray:
     """Chirp mass of the binary behind each of the first n test samples (noise-only: drawn, not injected)."""
-    from detsim.eval.matched_filter import chirp_mass
+    from detsim.eval.template_bank import chirp_mass
 
     mass1, mass2 = bundle.arrays["test_wave_intrinsic"][bundle.arrays["test_wave"][:n]][:, :2].T
     return chirp_mass(mass1.astype(np.float64), mass2.astype(np.float64))

@@ -127,7 +127,7 @@ def test_redrawn_training_set_is_a_fresh_draw_of_the_same_priors(bundle):
 
 def test_bundled_bank_scores_like_the_pycbc_bank(bundle):
     """The bank stored in the bundle gives the template-bank matched filter without pycbc."""
-    from detsim.eval.matched_filter import bank_parameters
+    from detsim.eval.template_bank import bank_parameters
 
     run = _load("gw_device_run")
     train, _ = run.rebuild_split(bundle, "train", bundle.size("train"), workers=1, progress=False)
@@ -180,7 +180,7 @@ def test_ensemble_averages_member_logits_on_one_test_set(runs):
 
 
 def test_chirp_mass_of_equal_and_unequal_masses():
-    from detsim.eval.matched_filter import chirp_mass
+    from detsim.eval.template_bank import chirp_mass
 
     assert chirp_mass(30.0, 30.0) == pytest.approx(30.0 * 2 ** -0.2)     # equal masses: m / 2^(1/5)
     assert chirp_mass(np.array([36.0]), np.array([29.0]))[0] == pytest.approx(28.1, abs=0.05)   # GW150914's source frame

@@ -4,9 +4,9 @@ Templates are pycbc waveforms (plus polarisation, merger at sample 0, inspiral w
 the Whitener's normalised frequency domain. For each detector the complex SNR time series
 z(t) = sum_f Y(f) T*(f) e^{2 pi i f t} / sqrt(sum |T|^2 / 2) has |z|^2 ~ chi^2_2 in noise (phase maximised).
 The network statistic is max over merger times in the prior window of sum_det max_{|dt| <= coincidence}
-|z_det|^2, then max over templates. `bank` uses a grid covering the prior; `true` uses each sample's own
-intrinsic parameters (noise-only samples use the parameters the simulator drew for them), the bound a
-search that knows the source could reach. Scoring runs in torch, batched, on CPU or GPU.
+|z_det|^2, then max over (or marginalised over) the templates of a bank (`template_bank` places it); `true` uses
+each sample's own intrinsic parameters (noise-only samples use the parameters the simulator drew for them), the
+bound a search that knows the source could reach. Scoring runs in torch, batched, on CPU or GPU.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from detsim.data.gw_transforms import Whitener
-from detsim.eval.template_bank import bank_parameters, chirp_mass, place_bank, unit_spectra  # noqa: F401 (re-exported)
+from detsim.eval.template_bank import place_bank, unit_spectra
 from detsim.sim.gw.waveform import polarisations
 
 

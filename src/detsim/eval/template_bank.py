@@ -22,8 +22,6 @@ import torch
 from detsim.errors import ConfigError
 from detsim.sim.gw.priors import draw_one
 
-INTRINSIC = ("mass1", "mass2", "spin1z", "spin2z")
-
 
 def unit_spectra(spectra: np.ndarray) -> torch.Tensor:
     """(K, n_det, F) complex spectra scaled to unit norm per detector (in float64: whitened strain spectra reach
@@ -119,8 +117,8 @@ def stochastic_bank(candidates: Sequence[Mapping[str, float]], spectra_of: Calla
                     progress: bool = False) -> tuple[list[dict[str, float]], torch.Tensor]:
     """Place templates from `candidates`, swept in chirp mass: a candidate joins the bank when its best match with
     the templates within `chirp_window` in ln(chirp mass) (and with the candidates kept before it in its batch) is
-    below `minimal_match`. Templates further apart in chirp mass are not compared (a 15 % step in chirp mass
-    matches far below any useful minimal match), which keeps placement linear in the bank size. Returns the
+    below `minimal_match`. Templates further apart in chirp mass are not compared, which keeps placement linear in
+    the bank size; should such a pair match, the cost is a redundant template, never a hole. Returns the
     parameters and the unit spectra of the bank; `spectra_of` maps parameters to (len, n_det, F) whitened, in-band
     template spectra."""
     from rich.progress import track
