@@ -127,3 +127,25 @@ def test_baseline_scores_place_the_configured_bank_and_find_the_signals(g2net_di
     for key in ("mf_true", bank_key):
         assert scores[key][signal].mean() > scores[key][~signal].mean() + 2    # SNR 4-14 against noise maxima ~5-6
     assert np.all(scores[f"{bank_key}_marginal"] <= scores[bank_key] ** 2 / 2 + 1e-2)
+
+
+def test_training_inside_an_active_parent_run_logs_the_model_to_its_own_run(g2net_dir, tmp_path, monkeypatch):
+    """pipelines/g2net.py trains in-process inside its parent run: the model must still land in the train run."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("detsim")
+    overrides = ["experiment=g2net_1dcnn", f"data.data_dir={g2net_dir}", f"data.cache_path={tmp_path}/cache.h5",
+                 "data.batch_size=8", "data.val_fraction=0.3", "data.test_fraction=0.3", "trainer.max_epochs=1",
+                 "+trainer.limit_train_batches=2", "trainer.accelerator=cpu", f"logger.tracking_uri={uri}",
+                 f"paths.output_dir={tmp_path}/out", "callbacks.progress_bar=null"]
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with mlflow.start_run(run_name="parent") as parent:
+        monkeypatch.setenv("DETSIM_PARENT_RUN_ID", parent.info.run_id)
+        train(cfg)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = {r.info.run_name: r for r in client.search_runs(client.get_experiment_by_name("detsim").experiment_id)}
+    child = next(r for name, r in runs.items() if name != "parent")
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    models = mlflow.search_logged_models(experiment_ids=[child.info.experiment_id], output_format="list")
+    assert [m.source_run_id for m in models] == [child.info.run_id]

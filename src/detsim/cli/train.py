@@ -104,7 +104,8 @@ def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: An
     with torch.no_grad():
         output = module(torch.as_tensor(example)).numpy()
     mlflow.set_tracking_uri(logger._tracking_uri)
-    with mlflow.start_run(run_id=logger.run_id):
+    # nested when a caller's run is active (pipelines/g2net.py trains inside its parent run)
+    with mlflow.start_run(run_id=logger.run_id, nested=mlflow.active_run() is not None):
         mlflow.pytorch.log_model(
             module,
             name="model",
