@@ -11,8 +11,9 @@ from scipy.signal import welch
 from detsim.data.gw_transforms import CQTFrontEnd, Whitener
 from detsim.errors import ConfigError
 from detsim.eval.matched_filter import MatchedFilter, whitened_spectra, wrapped_template
-from detsim.eval.template_bank import (bank_parameters, best_templates, chirp_mass, fitting_factors, place_bank,
-                                       prior_log_weights, template_matches, unit_spectra)
+from detsim.eval.template_bank import (bank_parameters, best_templates, chirp_mass, fitting_factors, max_mass_ratio,
+                                       place_bank, placement_candidates, prior_log_weights, template_matches,
+                                       unit_spectra)
 from detsim.paths import config_dir
 from detsim.sim.gw.synth import SynthSpec, iter_block
 
@@ -178,3 +179,18 @@ def test_stochastic_bank_covers_its_prior_to_the_minimal_match(matched_filter):
 def test_cqt_front_end_shape():
     images = CQTFrontEnd(fmin=20.0, fmax=500.0, hop_length=32, bins_per_octave=12)(torch.randn(2, 3, 4096))
     assert images.shape[:2] == (2, 3) and images.shape[-1] == 4096 // 32 + 1 and (images >= 0).all()
+
+
+def test_placement_candidates_reach_the_low_chirp_mass_corner():
+    """Candidates stay in the prior's mass box and spread evenly in ln(chirp mass), down to the corner of near-equal
+    low masses where the box allows few mass ratios but templates are densest."""
+    priors = {"mass1": {"dist": "uniform", "low": 10.0, "high": 50.0}, "mass2": {"dist": "uniform", "low": 10.0, "high": 50.0},
+              "spin1z": {"dist": "uniform", "low": -0.5, "high": 0.5}, "spin2z": {"dist": "uniform", "low": -0.5, "high": 0.5}}
+    candidates = placement_candidates(priors, 4000, seed=2)
+    m1, m2 = (np.array([c[k] for c in candidates]) for k in ("mass1", "mass2"))
+    assert (m1 >= m2).all() and m2.min() >= 10.0 - 1e-9 and m1.max() <= 50.0 + 1e-9
+    counts, _ = np.histogram(np.log(chirp_mass(m1, m2)), bins=8, range=np.log([chirp_mass(10.0, 10.0), chirp_mass(50.0, 50.0)]))
+    assert counts.min() > 0.8 * len(candidates) / 8
+    assert max_mass_ratio(chirp_mass(10.0, 10.0) * 1.01, 10.0, 50.0) < 1.1
+    assert max_mass_ratio(chirp_mass(20.0, 10.0), 10.0, 50.0) == pytest.approx(2.0)       # m2 reaches the lower edge
+    assert max_mass_ratio(chirp_mass(50.0, 25.0), 10.0, 50.0) == pytest.approx(2.0)       # m1 reaches the upper edge

@@ -97,18 +97,35 @@ def bank_parameters(bank: Mapping[str, Any], priors: Mapping[str, Any]) -> list[
     return out
 
 
+def max_mass_ratio(chirp: float, lo: float, hi: float) -> float:
+    """Largest mass ratio m1/m2 with chirp mass `chirp` and both masses in [lo, hi] (m2 falls and m1 rises with
+    the ratio at fixed chirp mass)."""
+    from scipy.optimize import brentq
+
+    def inside(q: float) -> float:
+        m1, m2 = masses_from_chirp(chirp, q)
+        return min(m2 - lo, hi - m1)
+
+    if inside(1.0) <= 0:
+        return 1.0
+    if inside(hi / lo) >= 0:
+        return hi / lo
+    return float(brentq(inside, 1.0, hi / lo, xtol=1e-10))
+
+
 def placement_candidates(priors: Mapping[str, Any], n: int, seed: int) -> list[dict[str, float]]:
-    """n candidates log-uniform in chirp mass and uniform in mass ratio inside the prior's mass box, spins from the
-    prior. Not the prior itself: uniform masses put few draws at low chirp mass, where templates are densest."""
+    """n candidates log-uniform in chirp mass and uniform in the mass ratios the prior's mass box allows at that
+    chirp mass, spins from the prior. Not the prior itself: uniform masses put few draws at low chirp mass, where
+    templates are densest (and where the box leaves only near-equal masses)."""
     lo, hi = mass_box(priors)
     rng = np.random.default_rng(seed)
     out: list[dict[str, float]] = []
     log_chirp = np.log([chirp_mass(lo, lo), chirp_mass(hi, hi)])
-    while len(out) < n:
-        m1, m2 = masses_from_chirp(np.exp(rng.uniform(*log_chirp)), rng.uniform(1.0, hi / lo))
-        if lo - 1e-9 <= m2 and m1 <= hi + 1e-9:
-            out.append(dict(mass1=float(m1), mass2=float(m2), spin1z=draw_one("spin1z", priors["spin1z"], rng),
-                            spin2z=draw_one("spin2z", priors["spin2z"], rng)))
+    for _ in range(n):
+        chirp = float(np.exp(rng.uniform(*log_chirp)))
+        m1, m2 = masses_from_chirp(chirp, rng.uniform(1.0, max_mass_ratio(chirp, lo, hi)))
+        out.append(dict(mass1=float(min(m1, hi)), mass2=float(max(m2, lo)), spin1z=draw_one("spin1z", priors["spin1z"], rng),
+                        spin2z=draw_one("spin2z", priors["spin2z"], rng)))
     return out
 
 
