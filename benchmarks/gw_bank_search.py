@@ -66,6 +66,46 @@ def print_coverage(rows: list[dict[str, Any]], minimal_match: float) -> None:
         print(f"{r['bank']:<14}{r['mchirp']:>8}{r['n']:>6}{r['median']:>11.4f}{r['p10']:>9.4f}{r['below_mm']:>9.3f}")
 
 
+def coverage_report(test: Bundle, whitener: Any, mf: Any, spectra: Any, name: str, n_binaries: int,
+                    minimal_match: float) -> list[dict[str, Any]]:
+    """Fitting factors of the first test binaries with the bank and with the grid bank, printed and returned."""
+    from detsim.eval.matched_filter import whitened_spectra
+    from detsim.eval.template_bank import bank_parameters, chirp_mass, fitting_factors, unit_spectra
+
+    n = int(test.meta["n_samples"])
+    n_lags = mf._lags(n)[0]
+    n_cov = min(n_binaries, len(test.arrays["test_wave_peak"]))
+    signals = unit_spectra(whitened_spectra(template_waves(test, "test", range(n_cov)), whitener)[..., : mf._band(n)])
+    grid = unit_spectra(mf.template_spectra(bank_parameters(bank_config("grid", []), test.sim["priors"]), n))
+    intrinsic = test.arrays["test_wave_intrinsic"][:n_cov].astype(np.float64)
+    rows = coverage_table({name: fitting_factors(signals, spectra, n_lags, progress=f"coverage of {name}"),
+                           f"grid ({len(grid)})": fitting_factors(signals, grid, n_lags, progress="coverage of the grid")},
+                          chirp_mass(intrinsic[:, 0], intrinsic[:, 1]), minimal_match)
+    print(f"coverage: fitting factors of {n_cov} test binaries (match of the best template, worst detector)")
+    print_coverage(rows, minimal_match)
+    return rows
+
+
+def prior_weights(test: Bundle, mf: Any, spectra: Any, n_draws: int, seed: int) -> np.ndarray:
+    """ln prior mass of each template: its share of `n_draws` prior draws that it matches best."""
+    from detsim.eval.template_bank import best_templates, prior_log_weights, unit_spectra
+    from detsim.sim.gw.priors import draw_parameters
+
+    n = int(test.meta["n_samples"])
+    rng = np.random.default_rng(seed)
+    draws = unit_spectra(mf.template_spectra([draw_parameters(test.sim["priors"], rng) for _ in range(n_draws)], n))
+    best = best_templates(draws, spectra, mf._lags(n)[0], progress=f"prior weights ({n_draws} draws)")[1]
+    return prior_log_weights(best, len(spectra))
+
+
+def ensemble_cnn(runs: list[RunScores], n_test: int, target: np.ndarray, test_path: str) -> np.ndarray:
+    """The runs' mean CNN score (symmetric views) on the first n_test samples, checked to be of this test set."""
+    members = [RunScores(r.path, r.report, {k: v[:n_test] for k, v in r.scores.items()}) for r in runs]
+    if not np.array_equal(members[0].scores["target"], target):
+        raise ValueError(f"{runs[0].path} scored another test set than {test_path}")
+    return ensemble_scores(members)["cnn_ensemble"]
+
+
 def differences(scores: dict[str, np.ndarray], target: np.ndarray, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     """AUC(a) - AUC(b) with DeLong's standard error for each pair present."""
     from detsim.eval.roc import auc_difference
@@ -77,6 +117,17 @@ def differences(scores: dict[str, np.ndarray], target: np.ndarray, pairs: Sequen
             rows.append({"a": a, "b": b, "diff": diff, "se": se})
             print(f"AUC({a}) - AUC({b}) = {diff:+.4f} +- {se:.4f}")
     return rows
+
+
+def write_outputs(out: Path, report: dict[str, Any], bank: list[dict[str, float]], arrays: dict[str, np.ndarray]) -> None:
+    """OUT/gw_bank_search.json (the report), OUT/bank.csv (the templates), OUT/gw_test_scores.npz (scores, target, snr)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gw_bank_search.json").write_text(json.dumps(report, indent=1, default=float))
+    with (out / "bank.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(bank[0]))
+        writer.writeheader()
+        writer.writerows(bank)
+    np.savez(out / "gw_test_scores.npz", **arrays)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -98,11 +149,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     import torch
 
-    from detsim.eval.matched_filter import marginalised, whitened_spectra
-    from detsim.sim.gw.priors import draw_parameters
     from detsim.eval.gw_report import format_table, snr_binned_table
-    from detsim.eval.template_bank import (bank_parameters, best_templates, chirp_mass, fitting_factors, place_bank,
-                                           prior_log_weights, unit_spectra)
+    from detsim.eval.matched_filter import marginalised
+    from detsim.eval.template_bank import place_bank
 
     runs = [RunScores.load(path) for path in args.compare]
     first = runs[0].report if runs else {}
@@ -126,22 +175,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     placed_s = time.perf_counter() - t0
     print(f"bank '{args.bank}': {len(bank)} templates placed in {placed_s:.0f} s")
 
-    n_cov = min(args.coverage, len(test.arrays["test_wave_peak"]))
-    signals = unit_spectra(whitened_spectra(template_waves(test, "test", range(n_cov)), whitener)[..., : mf._band(n)])
-    grid = unit_spectra(mf.template_spectra(bank_parameters(bank_config("grid", []), test.sim["priors"]), n))
-    intrinsic = test.arrays["test_wave_intrinsic"][:n_cov].astype(np.float64)
-    minimal_match = float(cfg.get("minimal_match", 0.97))
-    coverage = coverage_table({f"{args.bank} ({len(bank)})": fitting_factors(signals, spectra, n_lags),
-                               f"grid ({len(grid)})": fitting_factors(signals, grid, n_lags)},
-                              chirp_mass(intrinsic[:, 0], intrinsic[:, 1]), minimal_match)
-    print(f"coverage: fitting factors of {n_cov} test binaries (match of the best template, worst detector)")
-    print_coverage(coverage, minimal_match)
-
-    log_weights = None
-    if args.prior_draws:
-        rng = np.random.default_rng(args.seed)
-        draws = unit_spectra(mf.template_spectra([draw_parameters(test.sim["priors"], rng) for _ in range(args.prior_draws)], n))
-        log_weights = prior_log_weights(best_templates(draws, spectra, n_lags)[1], len(bank))
+    coverage = coverage_report(test, whitener, mf, spectra, f"{args.bank} ({len(bank)})", args.coverage,
+                               float(cfg.get("minimal_match", 0.97)))
+    log_weights = prior_weights(test, mf, spectra, args.prior_draws, args.seed) if args.prior_draws else None
 
     t0 = time.perf_counter()
     snr2 = mf.network_snr2(raw_test, spectra, progress=True)
@@ -152,13 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if log_weights is not None:
         scores[f"{key}_prior"] = marginalised(snr2, log_weights)
     if runs:
-        members = [RunScores(r.path, r.report, {k: v[:n_test] for k, v in r.scores.items()}) for r in runs]
-        if not np.array_equal(members[0].scores["target"], target):
-            raise ValueError(f"{runs[0].path} scored another test set than {test_path}")
-        ensemble = ensemble_scores(members)
-        scores["cnn_ensemble"] = ensemble["cnn_ensemble"]
-        scores.update({k: v for k, v in ensemble.items() if k.startswith("mf_bank") and k not in scores})
-    if runs:
+        scores["cnn_ensemble"] = ensemble_cnn(runs, n_test, target, test_path)
         summary = report_scores(scores, target, snr, test.meta["model"], "cnn_ensemble", 0.02,
                                 f"ensemble of {len(runs)} CNNs on {n_test} samples of {test_path}")
     else:
@@ -174,18 +204,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("signals with injected SNR 6-10 by chirp mass (Msun), against all noise:")
     print(format_table(mass_rows, bin_name="Mchirp"))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     report = {"test_bundle": test_path, "train_bundle": train_path, "n_train": n_train, "n_test": n_test,
               "bank": cfg, "n_templates": len(bank), "placement_seconds": placed_s, "search_seconds": search_s,
               "search_samples_per_s": n_test / search_s, "torch_threads": torch.get_num_threads(),
               "compare": [str(r.path) for r in runs], "coverage": coverage, "differences": diffs,
               "chirp_mass_table": mass_rows, **summary}
-    (args.out / "gw_bank_search.json").write_text(json.dumps(report, indent=1, default=float))
-    with (args.out / "bank.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(bank[0]))
-        writer.writeheader()
-        writer.writerows(bank)
-    np.savez(args.out / "gw_test_scores.npz", **scores, target=target, snr=snr)
+    write_outputs(args.out, report, bank, {**scores, "target": target, "snr": snr})
     return report
 
 

@@ -40,11 +40,13 @@ def template_matches(a: torch.Tensor, b: torch.Tensor, n_lags: int) -> torch.Ten
 
 
 def best_templates(signals: torch.Tensor, bank: torch.Tensor, n_lags: int, batch: int = 32,
-                   template_batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                   template_batch: int = 256, progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each signal's best match over the bank (its fitting factor: the fraction of its SNR the search keeps) and
-    the index of the template that gives it."""
+    the index of the template that gives it; `progress` names a progress bar (minutes for thousands of signals)."""
+    from rich.progress import track
+
     factors, index = np.empty(len(signals)), np.empty(len(signals), dtype=np.int64)
-    for s in range(0, len(signals), batch):
+    for s in track(range(0, len(signals), batch), description=progress or "", disable=progress is None):
         match = torch.cat([template_matches(signals[s : s + batch], bank[k : k + template_batch], n_lags)
                            for k in range(0, len(bank), template_batch)], 1)
         best = match.max(1)
@@ -52,9 +54,9 @@ def best_templates(signals: torch.Tensor, bank: torch.Tensor, n_lags: int, batch
     return factors, index
 
 
-def fitting_factors(signals: torch.Tensor, bank: torch.Tensor, n_lags: int) -> np.ndarray:
+def fitting_factors(signals: torch.Tensor, bank: torch.Tensor, n_lags: int, progress: str | None = None) -> np.ndarray:
     """Best match over the bank of each signal's template."""
-    return best_templates(signals, bank, n_lags)[0]
+    return best_templates(signals, bank, n_lags, progress=progress)[0]
 
 
 def prior_log_weights(best_index: np.ndarray, n_templates: int) -> np.ndarray:
