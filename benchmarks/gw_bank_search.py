@@ -66,16 +66,15 @@ def print_coverage(rows: list[dict[str, Any]], minimal_match: float) -> None:
         print(f"{r['bank']:<14}{r['mchirp']:>8}{r['n']:>6}{r['median']:>11.4f}{r['p10']:>9.4f}{r['below_mm']:>9.3f}")
 
 
-def coverage_report(test: Bundle, whitener: Any, mf: Any, spectra: Any, name: str, n_binaries: int,
+def coverage_report(test: Bundle, mf: Any, spectra: Any, name: str, n_binaries: int,
                     minimal_match: float) -> list[dict[str, Any]]:
     """Fitting factors of the first test binaries with the bank and with the grid bank, printed and returned."""
-    from detsim.eval.matched_filter import whitened_spectra
     from detsim.eval.template_bank import bank_parameters, chirp_mass, fitting_factors, unit_spectra
 
     n = int(test.meta["n_samples"])
     n_lags = mf._lags(n)[0]
     n_cov = min(n_binaries, len(test.arrays["test_wave_peak"]))
-    signals = unit_spectra(whitened_spectra(template_waves(test, "test", range(n_cov)), whitener)[..., : mf._band(n)])
+    signals = mf._spectra(template_waves(test, "test", range(n_cov)), n)
     grid = unit_spectra(mf.template_spectra(bank_parameters(bank_config("grid", []), test.sim["priors"]), n))
     intrinsic = test.arrays["test_wave_intrinsic"][:n_cov].astype(np.float64)
     rows = coverage_table({name: fitting_factors(signals, spectra, n_lags, progress=f"coverage of {name}"),
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     placed_s = time.perf_counter() - t0
     print(f"bank '{args.bank}': {len(bank)} templates placed in {placed_s:.0f} s")
 
-    coverage = coverage_report(test, whitener, mf, spectra, f"{args.bank} ({len(bank)})", args.coverage,
+    coverage = coverage_report(test, mf, spectra, f"{args.bank} ({len(bank)})", args.coverage,
                                float(cfg.get("minimal_match", 0.97)))
     log_weights = prior_weights(test, mf, spectra, args.prior_draws, args.seed) if args.prior_draws else None
 
