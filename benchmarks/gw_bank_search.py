@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gw_device_run import Bundle, matched_filter, rebuild_split, report_scores, template_waves, true_template_waves  # noqa: E402
+from gw_device_run import (Bundle, matched_filter, matched_filter_scores, rebuild_split, report_scores,  # noqa: E402
+                           template_waves)
 from gw_ensemble import RunScores, chirp_mass_table, chirp_masses_of_test_set, ensemble_scores  # noqa: E402
 from gw_rescore import run_whitener  # noqa: E402
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     snr2 = mf.network_snr2(raw_test, spectra, progress=True)
     search_s = time.perf_counter() - t0
     key = f"mf_bank{len(bank)}"
-    scores = {"mf_true": mf.own_template_scores(raw_test, lambda sl: true_template_waves(test, "test", sl), progress=True),
+    scores = {**matched_filter_scores(test, whitener, raw_test, "cpu", bank=False),
               key: np.sqrt(snr2.max(-1)), f"{key}_marginal": marginalised(snr2)}
     if log_weights is not None:
         scores[f"{key}_prior"] = marginalised(snr2, log_weights)

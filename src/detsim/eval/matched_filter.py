@@ -156,12 +156,11 @@ class MatchedFilter:
             out[start : start + len(stats)] = stats.cpu().numpy()
         return out
 
-    def bank_statistics(self, strain: np.ndarray, spectra: torch.Tensor, progress: bool = False,
-                        log_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def bank_statistics(self, strain: np.ndarray, spectra: torch.Tensor, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Two searches over a bank (`network_snr2`): the max over templates of the network SNR (the usual search)
-        and `marginalised`, the likelihood ratio averaged over the bank."""
+        and `marginalised` with uniform weights, the likelihood ratio averaged over the bank."""
         snr2 = self.network_snr2(strain, spectra, progress)
-        return np.sqrt(snr2.max(-1)), marginalised(snr2, log_weights)
+        return np.sqrt(snr2.max(-1)), marginalised(snr2)
 
     def true_scores(self, strain: np.ndarray, params: Sequence[Mapping[str, float]], progress: bool = False) -> np.ndarray:
         n = strain.shape[-1]
