@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gw_device_run import (Bundle, matched_filter, matched_filter_scores, rebuild_split, report_scores,  # noqa: E402
                            template_waves)
+from gw_combine import add_combination, differences  # noqa: E402
 from gw_ensemble import RunScores, chirp_mass_table, chirp_masses_of_test_set, ensemble_scores  # noqa: E402
 from gw_rescore import run_whitener  # noqa: E402
 
@@ -106,19 +107,6 @@ def ensemble_cnn(runs: list[RunScores], n_test: int, target: np.ndarray, test_pa
     return ensemble_scores(members)["cnn_ensemble"]
 
 
-def differences(scores: dict[str, np.ndarray], target: np.ndarray, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """AUC(a) - AUC(b) with DeLong's standard error for each pair present."""
-    from detsim.eval.roc import auc_difference
-
-    rows = []
-    for a, b in pairs:
-        if a in scores and b in scores:
-            diff, se = auc_difference(target, scores[a], scores[b])
-            rows.append({"a": a, "b": b, "diff": diff, "se": se})
-            print(f"AUC({a}) - AUC({b}) = {diff:+.4f} +- {se:.4f}")
-    return rows
-
-
 def write_outputs(out: Path, report: dict[str, Any], bank: list[dict[str, float]], arrays: dict[str, np.ndarray]) -> None:
     """OUT/gw_bank_search.json (the report), OUT/bank.csv (the templates), OUT/gw_test_scores.npz (scores, target, snr)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -187,8 +175,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               key: np.sqrt(snr2.max(-1)), f"{key}_marginal": marginalised(snr2)}
     if log_weights is not None:
         scores[f"{key}_prior"] = marginalised(snr2, log_weights)
+    combined = None
     if runs:
         scores["cnn_ensemble"] = ensemble_cnn(runs, n_test, target, test_path)
+        if log_weights is not None:    # how much the CNN and the best search know that the other does not
+            combined, _ = add_combination(scores, target, "cnn_ensemble", f"{key}_prior")
         summary = report_scores(scores, target, snr, test.meta["model"], "cnn_ensemble", 0.02,
                                 f"ensemble of {len(runs)} CNNs on {n_test} samples of {test_path}")
     else:
@@ -197,7 +188,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary = {"table": rows}
     pairs = [(key, "mf_true"), (f"{key}_marginal", "mf_true"), (f"{key}_prior", "mf_true"), (f"{key}_marginal", key),
              (f"{key}_prior", key),
-             *[("cnn_ensemble", k) for k in scores if k.startswith("mf_bank")]]
+             *[("cnn_ensemble", k) for k in scores if k.startswith("mf_bank")],
+             *([(combined, "mf_true"), (combined, "cnn_ensemble")] if combined else [])]
     diffs = differences(scores, target, pairs)
     mass_rows = chirp_mass_table(scores, target, snr, chirp_masses_of_test_set(test, n_test), CHIRP_EDGES, (6.0, 10.0),
                                  float(test.meta["model"]["false_alarm"]))

@@ -381,9 +381,10 @@ def configured_view(model_cfg: dict[str, Any]) -> str:
 
 
 def report_scores(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.ndarray, model_cfg: dict[str, Any],
-                  cnn_key: str, allowed: float, label: str) -> dict[str, Any]:
+                  cnn_key: str, allowed: float, label: str, detector: str = "CNN") -> dict[str, Any]:
     """Print the SNR-binned AUC table of every detector and the verdict of `cnn_key` against the true-template
-    matched filter (issue 5: within `allowed`); one report for a single run and for an ensemble of runs."""
+    matched filter (issue 5: within `allowed`); one report for a single run and for an ensemble of runs.
+    `detector` names what `cnn_key` is in the verdict line, so a combined statistic is not called a CNN."""
     from detsim.eval.gw_report import format_table, snr_binned_table
     from detsim.eval.roc import auc_difference, roc_auc
 
@@ -397,8 +398,8 @@ def report_scores(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.nda
               f"analysis runs): AUC {auc[name]:.4f}")
     gap, gap_se = auc_difference(target, scores[cnn_key], scores["mf_true"])
     verdict = "PASS" if gap >= -allowed else "MISS"
-    print(f"{label}: CNN AUC {auc[cnn_key]:.4f}, true-template MF AUC {auc['mf_true']:.4f}, "
-          f"CNN - MF = {gap:+.4f} +- {gap_se:.4f} (DeLong s.e. on this test set) -> {verdict} (target >= -{allowed})")
+    print(f"{label}: {detector} AUC {auc[cnn_key]:.4f}, true-template MF AUC {auc['mf_true']:.4f}, "
+          f"{detector} - MF = {gap:+.4f} +- {gap_se:.4f} (DeLong s.e. on this test set) -> {verdict} (target >= -{allowed})")
     return {"auc": auc, "gap": gap, "gap_se": gap_se, "verdict": verdict, "target": allowed, "table": rows}
 
 

@@ -326,6 +326,9 @@ def test_bank_search_scores_a_placed_bank_next_to_the_runs(runs, tmp_path):
     assert len((tmp_path / "bank.csv").read_text().splitlines()) == k + 1
     cover = [r for r in report["coverage"] if r["mchirp"] == "all"]
     assert len(cover) == 2 and all(0.5 < r["median"] <= 1.0 + 1e-6 for r in cover)
-    assert {(d["a"], d["b"]) for d in report["differences"]} >= {(f"mf_bank{k}", "mf_true"), ("cnn_ensemble", f"mf_bank{k}")}
+    combined = f"cnn_ensemble+mf_bank{k}_prior"     # cross-fitted CNN + weighted search (gw_combine.py)
+    assert {(d["a"], d["b"]) for d in report["differences"]} >= {(f"mf_bank{k}", "mf_true"), ("cnn_ensemble", f"mf_bank{k}"),
+                                                                 (combined, "mf_true"), (combined, "cnn_ensemble")}
+    assert scores[combined].shape == scores["cnn_ensemble"].shape and np.isfinite(scores[combined]).all()
     with pytest.raises(SystemExit, match="--compare"):
         search.main(["--out", str(tmp_path)])
