@@ -293,7 +293,8 @@ def cnn_test_scores(net: Any, x: Any, batch: int, precision: str = "32", progres
 def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
               device: str, minutes: float, max_epochs: int, batch_size: int, seed: int,
               progress: bool = True, noise_pool: np.ndarray | None = None, precision: str = "32",
-              redraw: Callable[[int], np.ndarray] | None = None, redraw_every: int = 0) -> tuple[Any, dict[str, Any]]:
+              redraw: Callable[[int], np.ndarray] | None = None, redraw_every: int = 0,
+              init: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Plain-loop training of GW1DCNN (model config from the bundle): the number of epochs is re-planned after
     every epoch to fit `minutes` (`planned_epochs`), with a cosine learning rate over the epochs after the
     first; the weights of the best validation AUC are kept.
@@ -305,7 +306,10 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
 
     redraw: called with the epoch before every `redraw_every`-th epoch (after the first), it returns a new
     whitened training set like `x_train` (same labels; `Bundle.redrawn`, `Redrawer`), so the network sees
-    each binary with ever new sky positions, orientations, SNRs and noise."""
+    each binary with ever new sky positions, orientations, SNRs and noise.
+
+    init: weights of a finished run (`initial_weights`) to continue from; parameters the new network adds keep
+    their initial values."""
     import torch
     from rich.progress import Progress
 
@@ -314,7 +318,10 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
 
     torch.manual_seed(seed)
     model_cfg = bundle.meta["model"]
-    net = network_of(model_cfg["net"]).to(device)
+    net = network_of(model_cfg["net"])
+    if init is not None:
+        net.load_state_dict(init, strict=False)
+    net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=float(model_cfg["lr"]), weight_decay=float(model_cfg["weight_decay"]))
     xt, yt = torch.as_tensor(x_train, device=device), torch.as_tensor(y_train, dtype=torch.float32, device=device)
     xv = torch.as_tensor(x_val, device=device)
@@ -364,6 +371,24 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
                  "samples_per_s": epochs * len(xt) / seconds, "history": history}
 
 
+def initial_weights(run_dir: str | Path, net_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The weights of a finished run (RUN_DIR/gw_1dcnn.pt) for a network built from `net_cfg`: every weight of the
+    run must fit it; the network may add parameters (e.g. `position_frames`), which then start from their
+    initial values."""
+    import torch
+
+    path = Path(run_dir) / "gw_1dcnn.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--init {run_dir}: no gw_1dcnn.pt there (the output folder of a gw_device_run.py run)")
+    state = torch.load(path, map_location="cpu")
+    missing, unexpected = network_of(net_cfg).load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"--init {path}: weights {unexpected} have no place in the network of --net {net_cfg}")
+    if missing:
+        print(f"--init {path}: new parameters {missing} start from their initial values")
+    return state
+
+
 def planned_epochs(done: int, elapsed: float, budget: float, max_epochs: int) -> int:
     """Epochs that fit the time budget at the mean pace so far (re-planned after every epoch, so re-draws, slower
     validation or a busy machine cannot push the run past its budget by more than about one epoch)."""
@@ -409,6 +434,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bundle = Bundle.load(args.bundle)
     if args.net:   # architecture overrides of the bundled conf/model/gw_1dcnn.yaml `net`
         bundle.meta["model"]["net"].update(json.loads(args.net))
+    if args.lr:   # e.g. a smaller learning rate to continue from --init
+        bundle.meta["model"]["lr"] = args.lr
+    init = initial_weights(args.init, bundle.meta["model"]["net"]) if args.init else None
     if args.preprocessing:   # overrides of the bundled conf/gw/preprocessing (the Whitener)
         bundle.meta["preprocessing"].update(json.loads(args.preprocessing))
     n_all = min(args.n_train or bundle.size("train"), bundle.size("train"))
@@ -454,11 +482,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         net, training = train_cnn(bundle, x_all[:n_train], y_all[:n_train], x_all[n_train:], y_all[n_train:],
                                   args.device, args.minutes, args.max_epochs, args.batch_size, args.seed,
-                                  noise_pool=pool, precision=args.precision, redraw=redraw, redraw_every=args.redraw)
+                                  noise_pool=pool, precision=args.precision, redraw=redraw, redraw_every=args.redraw,
+                                  init=init)
     finally:
         if redraw is not None:
             redraw.close()
-    training.update(remix=bool(args.remix), redraw_every=args.redraw, precision=args.precision)
+    training.update(remix=bool(args.remix), redraw_every=args.redraw, precision=args.precision, init=args.init,
+                    lr=float(bundle.meta["model"]["lr"]))
     if redraw is not None:
         training.update(redraws=redraw.draws, redraw_wait_seconds=redraw.waited)
     training.update(n_train=n_train, n_val=n_val, batch_size=args.batch_size)
@@ -508,6 +538,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precision", choices=("32", "bf16"), default="32", help="bf16: autocast (CPU with AVX512-BF16, or GPU)")
     ap.add_argument("--redraw", type=int, default=0, metavar="N",
                     help="every N epochs, re-draw the training samples' extrinsic parameters and noise (0: off)")
+    ap.add_argument("--init", default=None, metavar="RUN_DIR", help="continue from the weights of a finished run")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the model config's)")
     args = ap.parse_args(argv)
     if args.remix and args.redraw:
         ap.error("--remix and --redraw are alternatives: choose one")

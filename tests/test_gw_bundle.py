@@ -4,6 +4,7 @@ reproduces what the pycbc simulator would make: same signal, requested SNR, same
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import numpy as np
@@ -307,6 +308,31 @@ def test_device_run_swaps_in_redrawn_training_sets(runs, tmp_path):
     training = report["training"]
     assert training["epochs"] == 3 and training["redraws"] == 2 and training["redraw_wait_seconds"] >= 0
     assert len(training["history"]) == 3 and all(np.isfinite(h["loss"]) for h in training["history"])
+
+
+def test_device_run_continues_from_a_finished_run(runs, tmp_path):
+    """--init: a run continued from another starts from its weights (new parameters, here the position weights of
+    the pool, from their initial values); weights that do not fit the network are refused."""
+    import torch
+
+    run = _load("gw_device_run")
+    seed1 = torch.load(runs / "seed1" / "gw_1dcnn.pt")
+    net_cfg = json.loads((runs / "seed1" / "gw_device_run.json").read_text())["net"]
+    state = run.initial_weights(runs / "seed1", {**net_cfg, "position_frames": 8})
+    net = run.network_of({**net_cfg, "position_frames": 8})
+    net.load_state_dict(state, strict=False)
+    torch.testing.assert_close(net.state_dict()["ligo.0.weight"], seed1["ligo.0.weight"])
+    torch.testing.assert_close(net.pool.frame_logits.detach(), torch.zeros(8))
+    report = run.run(run.parse_args(["--bundle", str(runs / "bundle.npz"), "--device", "cpu", "--workers", "1",
+                                     "--max-epochs", "1", "--minutes", "5", "--no-bank", "--batch-size", "32",
+                                     "--init", str(runs / "seed1"), "--lr", "1e-5", "--out", str(tmp_path / "more")]))
+    assert report["training"]["init"] == str(runs / "seed1") and report["training"]["lr"] == 1e-5
+    with pytest.raises(ValueError, match="have no place"):
+        run.initial_weights(runs / "seed1", {**net_cfg, "head_channels": net_cfg["head_channels"][:-1],
+                                             "head_kernels": net_cfg["head_kernels"][:-1],
+                                             "head_pools": [*net_cfg["head_pools"][:-2], 1]})
+    with pytest.raises(FileNotFoundError, match="no gw_1dcnn.pt"):
+        run.initial_weights(tmp_path, net_cfg)
 
 
 def test_bank_search_scores_a_placed_bank_next_to_the_runs(runs, tmp_path):
