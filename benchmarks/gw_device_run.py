@@ -83,7 +83,27 @@ class Bundle:
                 column = arrays[f"train_{key}"].copy()
                 column[:n] = column[order]
                 arrays[f"train_{key}"] = column
-        return Bundle(arrays, {**self.meta, "noise_seed": [int(self.meta["noise_seed"]), 99, draw]})
+        out = Bundle(arrays, {**self.meta, "noise_seed": [int(self.meta["noise_seed"]), 99, draw]})
+        return out.with_decoys(n, draw) if self.meta.get("decoys") else out
+
+    def with_decoys(self, n: int, draw: int = 0) -> "Bundle":
+        """The bundle with a share (`meta["decoys"]["fraction"]`) of the noise-only rows among the first n training
+        rows turned into decoys: their drawn signal is injected with its merger moved to a time the prior excludes
+        (uniform in `meta["decoys"]["window"]`, seconds), and their label stays 0. The matched filter only looks
+        for mergers where the prior allows them, which is worth 0.007 of AUC to it (docs/gw.md); a network learns
+        that preference only from noise unless it is shown signals outside the window that are not signals of the
+        prior."""
+        cfg = self.meta["decoys"]
+        rng = np.random.default_rng([int(np.atleast_1d(self.meta["noise_seed"])[0]), 98, draw])
+        arrays = dict(self.arrays)
+        noise_rows = np.flatnonzero(arrays["train_target"][:n] == 0)
+        chosen = rng.choice(noise_rows, int(round(float(cfg["fraction"]) * len(noise_rows))), replace=False)
+        decoy = np.zeros(len(arrays["train_target"]), dtype=bool)
+        decoy[chosen] = True
+        t_merger = arrays["train_t_merger"].astype(np.float64)
+        t_merger[chosen] = rng.uniform(*map(float, cfg["window"]), len(chosen))
+        arrays.update(train_decoy=decoy, train_t_merger=t_merger)
+        return Bundle(arrays, self.meta)
 
 
 def rebuild_signal(bundle: Bundle, split: str, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +125,8 @@ def rebuild_parts(bundle: Bundle, split: str, i: int) -> tuple[np.ndarray, float
     rng = np.random.default_rng([*np.atleast_1d(bundle.meta["noise_seed"]).tolist(), SPLITS[split], int(i)])
     noise = noise_segment(bundle.psds("noise"), int(bundle.meta["noise_samples"]), int(bundle.meta["n_samples"]),
                           float(bundle.sim["sample_rate"]), rng)
-    if not bundle.arrays[f"{split}_target"][i]:
+    decoy = f"{split}_decoy" in bundle.arrays and bool(bundle.arrays[f"{split}_decoy"][i])   # `Bundle.with_decoys`
+    if not (bundle.arrays[f"{split}_target"][i] or decoy):
         return np.stack([noise, np.zeros_like(noise)]), 0.0
     signal, snrs = rebuild_signal(bundle, split, i)
     return np.stack([noise, signal]), float(np.sqrt(np.sum(snrs**2)))
@@ -210,6 +231,12 @@ def whitener_of(bundle: Bundle, noise: np.ndarray | None = None) -> Any:
 
     whitener = Whitener(**{k: v for k, v in bundle.meta["preprocessing"].items() if k != "_target_"})
     return whitener if noise is None else whitener.fit(noise)
+
+
+def training_whitener(bundle: Bundle, n_train: int, workers: int) -> Any:
+    """The whitener a run on `bundle` fitted: on the noise-only rows among its first n_train training samples."""
+    raw, _ = rebuild_split(bundle, "train", n_train, workers, progress=False)
+    return whitener_of(bundle, raw[bundle.arrays["train_target"][:n_train] == 0])
 
 
 def network_of(net_cfg: dict[str, Any]) -> Any:
@@ -373,8 +400,7 @@ def train_cnn(bundle: Bundle, x_train: np.ndarray, y_train: np.ndarray, x_val: n
 
 def initial_weights(run_dir: str | Path, net_cfg: dict[str, Any]) -> dict[str, Any]:
     """The weights of a finished run (RUN_DIR/gw_1dcnn.pt) for a network built from `net_cfg`: every weight of the
-    run must fit it; the network may add parameters (e.g. `position_frames`), which then start from their
-    initial values."""
+    run must fit it; the network may add layers, which then start from their initial values."""
     import torch
 
     path = Path(run_dir) / "gw_1dcnn.pt"
@@ -442,10 +468,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_all = min(args.n_train or bundle.size("train"), bundle.size("train"))
     n_test = min(args.n_test or bundle.size("test"), bundle.size("test"))
     report: dict[str, Any] = {"bundle": str(args.bundle), "device": args.device, "workers": args.workers,
-                              "torch": torch.__version__, "net": bundle.meta["model"]["net"], "preprocessing": bundle.meta["preprocessing"]}
+                              "decoys": args.decoys, "decoy_window": args.decoy_window, "torch": torch.__version__, "net": bundle.meta["model"]["net"], "preprocessing": bundle.meta["preprocessing"]}
 
+    first_set = bundle     # the training rows of the first epochs; re-draws start again from `bundle`
+    if args.decoys:
+        t_low = float(bundle.sim["priors"]["t_merger"]["low"])
+        window = args.decoy_window or [0.3, t_low - 0.1]
+        if not 0.0 <= window[0] < window[1] <= t_low:
+            raise SystemExit(f"--decoy-window {window} must lie before the prior's earliest merger ({t_low} s)")
+        bundle.meta["decoys"] = {"fraction": args.decoys, "window": window}
+        n_val_rows = int(round(n_all * float(bundle.meta["data"]["val_fraction"])))
+        first_set = bundle.with_decoys(n_all - n_val_rows)     # validation keeps the test's distribution
     t0 = time.perf_counter()
-    raw_train, _ = rebuild_split(bundle, "train", n_all, args.workers, parts=args.remix)
+    raw_train, _ = rebuild_split(first_set, "train", n_all, args.workers, parts=args.remix)
     raw_test, snr_test = rebuild_split(bundle, "test", n_test, args.workers)
     dt = time.perf_counter() - t0
     report["synthesis"] = {"samples": n_all + n_test, "seconds": dt, "samples_per_s": (n_all + n_test) / dt,
@@ -467,7 +502,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         x_all[n_train:] += whitener(noise[n_train:])  # validation keeps its own fixed noise
         x_test = whitener(raw_test)
     else:
-        whitener = whitener_of(bundle, raw_train[:n_train][y_all[:n_train] == 0])
+        whitener = (training_whitener(bundle, n_train, args.workers) if args.decoys   # decoys are not noise: fit the
+                    else whitener_of(bundle, raw_train[:n_train][y_all[:n_train] == 0]))   # rows' noise, as a rescore does
         x_all, x_test = whitener(raw_train), whitener(raw_test)
     del raw_train
     report["whitening_seconds"] = time.perf_counter() - t0
@@ -538,6 +574,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precision", choices=("32", "bf16"), default="32", help="bf16: autocast (CPU with AVX512-BF16, or GPU)")
     ap.add_argument("--redraw", type=int, default=0, metavar="N",
                     help="every N epochs, re-draw the training samples' extrinsic parameters and noise (0: off)")
+    ap.add_argument("--decoys", type=float, default=0.0, metavar="FRACTION",
+                    help="share of noise-only training rows given a signal with its merger outside the prior's window, "
+                         "labelled noise (Bundle.with_decoys); 0: none")
+    ap.add_argument("--decoy-window", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                    help="merger times of the decoys in seconds (default: 0.3 s to 0.1 s before the prior's earliest)")
     ap.add_argument("--init", default=None, metavar="RUN_DIR", help="continue from the weights of a finished run")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the model config's)")
     args = ap.parse_args(argv)

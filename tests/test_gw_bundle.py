@@ -310,19 +310,50 @@ def test_device_run_swaps_in_redrawn_training_sets(runs, tmp_path):
     assert len(training["history"]) == 3 and all(np.isfinite(h["loss"]) for h in training["history"])
 
 
+def test_decoys_are_signals_outside_the_merger_window_labelled_noise(bundle):
+    """Bundle.with_decoys: the chosen share of noise-only training rows carries its drawn signal with the merger at a
+    time the prior excludes, its label stays 0, and a re-draw (`redrawn`) draws decoys again without moving any
+    real signal's merger out of the prior's window."""
+    run = _load("gw_device_run")
+    n = bundle.size("train")
+    window = [0.3, 0.9]
+    decoyed = run.Bundle(bundle.arrays, {**bundle.meta, "decoys": {"fraction": 0.5, "window": window}})
+    first = decoyed.with_decoys(n)
+    target, decoy = first.arrays["train_target"][:n], first.arrays["train_decoy"][:n]
+    assert decoy.sum() == round(0.5 * np.sum(target == 0)) > 0 and not np.any(decoy & (target == 1))
+    t = first.arrays["train_t_merger"][:n]
+    assert np.all((t[decoy] >= window[0]) & (t[decoy] <= window[1]))
+    np.testing.assert_array_equal(t[~decoy], bundle.arrays["train_t_merger"][:n][~decoy])
+    i = int(np.flatnonzero(decoy)[0])
+    parts, _ = run.rebuild_parts(first, "train", i)
+    plain, _ = run.rebuild_parts(bundle, "train", i)
+    np.testing.assert_array_equal(parts[0], plain[0])                    # the same noise
+    assert not plain[1].any() and parts[1].any()                         # plus a signal ...
+    peak = np.argmax(np.abs(parts[1]).max(axis=0)) / float(bundle.sim["sample_rate"])
+    assert abs(peak - t[i]) < 0.05                                       # ... that merges at the decoy time
+    low, high = (float(bundle.sim["priors"]["t_merger"][k]) for k in ("low", "high"))
+    again = decoyed.redrawn(n, draw=1)
+    t2, decoy2, target2 = again.arrays["train_t_merger"][:n], again.arrays["train_decoy"][:n], again.arrays["train_target"][:n]
+    assert not np.array_equal(decoy2, decoy) and not np.any(decoy2 & (target2 == 1))
+    assert np.all((t2[~decoy2] >= low) & (t2[~decoy2] <= high)) and np.all(t2[decoy2] <= window[1])
+
+
 def test_device_run_continues_from_a_finished_run(runs, tmp_path):
-    """--init: a run continued from another starts from its weights (new parameters, here the position weights of
-    the pool, from their initial values); weights that do not fit the network are refused."""
+    """--init: a run continued from another starts from its weights (layers the new network adds, from their initial
+    values); weights that do not fit the network are refused."""
     import torch
 
     run = _load("gw_device_run")
     seed1 = torch.load(runs / "seed1" / "gw_1dcnn.pt")
     net_cfg = json.loads((runs / "seed1" / "gw_device_run.json").read_text())["net"]
-    state = run.initial_weights(runs / "seed1", {**net_cfg, "position_frames": 8})
-    net = run.network_of({**net_cfg, "position_frames": 8})
-    net.load_state_dict(state, strict=False)
+    deeper = {**net_cfg, "branch_channels": [*net_cfg["branch_channels"], net_cfg["branch_channels"][-1]],
+              "branch_kernels": [*net_cfg["branch_kernels"], 7], "branch_pools": [*net_cfg["branch_pools"], 1]}
+    net = run.network_of(deeper)
+    fresh = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(run.initial_weights(runs / "seed1", deeper), strict=False)
     torch.testing.assert_close(net.state_dict()["ligo.0.weight"], seed1["ligo.0.weight"])
-    torch.testing.assert_close(net.pool.frame_logits.detach(), torch.zeros(8))
+    added = next(k for k in fresh if k not in seed1 and k.endswith("weight"))
+    torch.testing.assert_close(net.state_dict()[added], fresh[added])
     report = run.run(run.parse_args(["--bundle", str(runs / "bundle.npz"), "--device", "cpu", "--workers", "1",
                                      "--max-epochs", "1", "--minutes", "5", "--no-bank", "--batch-size", "32",
                                      "--init", str(runs / "seed1"), "--lr", "1e-5", "--out", str(tmp_path / "more")]))

@@ -100,34 +100,6 @@ def test_layer_lists_that_do_not_match_are_a_config_error():
         GW1DCNN(branch_channels=(1, 16, 32), branch_kernels=(31,), branch_pools=(4,))
 
 
-def test_position_weighted_pool_starts_as_the_plain_pool_and_can_learn_where_mergers_are():
-    """GeM with `frames`: equal weights at the start (so a trained network continued with it scores as before), a
-    ConfigError when the feature map has another length, and a gradient that moves weight towards the frames
-    where the target lives."""
-    from detsim.errors import ConfigError
-    import torch
-
-    from detsim.models.gw_cnn import GW1DCNN, GeM
-
-    torch.manual_seed(0)
-    x = torch.rand(6, 4, 8)
-    weighted = GeM(3.0, frames=8)
-    torch.testing.assert_close(weighted(x), GeM(3.0)(x))
-    with pytest.raises(ConfigError, match="position_frames is 8"):
-        weighted(torch.rand(6, 4, 16))
-    late = torch.zeros(64, 1, 8)
-    late[..., 5:] = 1.0                                   # a "merger" feature only in the last three frames
-    optimiser = torch.optim.SGD([weighted.frame_logits], lr=1.0)
-    for _ in range(20):
-        optimiser.zero_grad()
-        (-weighted(late + 0.1).mean()).backward()         # reward pooling the late frames
-        optimiser.step()
-    weights = torch.softmax(weighted.frame_logits.detach(), 0)
-    assert weights[5:].sum() > 0.6 > 3 / 8
-    net = GW1DCNN(position_frames=8)                      # 2048 samples / (4 * 4) / (2 * 2 * 2 * 2) = 8 frames
-    assert net(torch.randn(2, 3, 2048)).shape == (2,)
-
-
 def test_baseline_scores_place_the_configured_bank_and_find_the_signals(g2net_dir, tmp_path):
     """The pipeline's matched-filter baseline: true templates, and the stochastic bank conf/gw/bank/default places
     (here a small one), as max and marginalised statistics; injected signals score above noise."""

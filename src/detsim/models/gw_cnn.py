@@ -21,27 +21,16 @@ from detsim.errors import ConfigError
 
 
 class GeM(nn.Module):
-    """Generalised-mean pooling over the last dims: p=1 is average, p->inf is max; p is learnt.
+    """Generalised-mean pooling over the last dims: p=1 is average, p->inf is max; p is learnt."""
 
-    With `frames` > 0 (1D only) each of the `frames` positions of the pooled axis gets a learnt weight (mean 1,
-    starting equal): a translation-invariant pool cannot prefer the part of the segment where the priors put
-    mergers, and that preference is worth 0.007 of AUC to the true-template matched filter (docs/gw.md)."""
-
-    def __init__(self, p: float = 3.0, eps: float = 1e-6, frames: int = 0) -> None:
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
         self.p = nn.Parameter(torch.tensor(float(p)))
         self.eps = eps
-        self.frame_logits = nn.Parameter(torch.zeros(int(frames))) if frames else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dims = tuple(range(2, x.dim()))
-        powered = x.clamp_min(self.eps).pow(self.p)
-        if self.frame_logits is not None:
-            if x.dim() != 3 or x.shape[-1] != len(self.frame_logits):
-                raise ConfigError(f"model.net.position_frames is {len(self.frame_logits)} but the feature map to pool "
-                                  f"has shape {tuple(x.shape)}; set it to the last dim (input length / all pools)")
-            powered = powered * (len(self.frame_logits) * torch.softmax(self.frame_logits, 0))
-        return powered.mean(dim=dims).pow(1.0 / self.p)
+        return x.clamp_min(self.eps).pow(self.p).mean(dim=dims).pow(1.0 / self.p)
 
 
 def _conv1d_stack(channels: Sequence[int], kernels: Sequence[int], pools: Sequence[int]) -> nn.Sequential:
@@ -59,7 +48,7 @@ class GW1DCNN(nn.Module):
     def __init__(self, branch_channels: Sequence[int] = (1, 16, 32), branch_kernels: Sequence[int] = (15, 7),
                  branch_pools: Sequence[int] = (4, 4), head_channels: Sequence[int] = (64, 128, 128, 256, 256),
                  head_kernels: Sequence[int] = (7, 7, 7, 7, 7), head_pools: Sequence[int] = (2, 2, 2, 2, 1),
-                 gem_p: float = 3.0, hidden: int = 64, dropout: float = 0.2, position_frames: int = 0) -> None:
+                 gem_p: float = 3.0, hidden: int = 64, dropout: float = 0.2) -> None:
         super().__init__()
         if not len(branch_channels) - 1 == len(branch_kernels) == len(branch_pools):
             raise ConfigError(f"model.net: branch_channels (with the input's 1) needs one more entry than branch_kernels "
@@ -70,7 +59,7 @@ class GW1DCNN(nn.Module):
         self.ligo = _conv1d_stack(branch_channels, branch_kernels, branch_pools)
         self.virgo = _conv1d_stack(branch_channels, branch_kernels, branch_pools)
         self.head = _conv1d_stack([3 * branch_channels[-1], *head_channels], head_kernels, head_pools)
-        self.pool = GeM(gem_p, frames=position_frames)
+        self.pool = GeM(gem_p)
         self.classifier = nn.Sequential(nn.Linear(head_channels[-1], hidden), nn.SiLU(), nn.Dropout(dropout),
                                         nn.Linear(hidden, 1))
 
