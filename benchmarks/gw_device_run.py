@@ -467,8 +467,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bundle.meta["preprocessing"].update(json.loads(args.preprocessing))
     n_all = min(args.n_train or bundle.size("train"), bundle.size("train"))
     n_test = min(args.n_test or bundle.size("test"), bundle.size("test"))
+    n_val = int(round(n_all * float(bundle.meta["data"]["val_fraction"])))
+    n_train = n_all - n_val
     report: dict[str, Any] = {"bundle": str(args.bundle), "device": args.device, "workers": args.workers,
-                              "decoys": args.decoys, "decoy_window": args.decoy_window, "torch": torch.__version__, "net": bundle.meta["model"]["net"], "preprocessing": bundle.meta["preprocessing"]}
+                              "torch": torch.__version__, "net": bundle.meta["model"]["net"],
+                              "preprocessing": bundle.meta["preprocessing"], "decoys": args.decoys,
+                              "decoy_window": args.decoy_window}
 
     first_set = bundle     # the training rows of the first epochs; re-draws start again from `bundle`
     if args.decoys:
@@ -477,8 +481,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not 0.0 <= window[0] < window[1] <= t_low:
             raise SystemExit(f"--decoy-window {window} must lie before the prior's earliest merger ({t_low} s)")
         bundle.meta["decoys"] = {"fraction": args.decoys, "window": window}
-        n_val_rows = int(round(n_all * float(bundle.meta["data"]["val_fraction"])))
-        first_set = bundle.with_decoys(n_all - n_val_rows)     # validation keeps the test's distribution
+        first_set = bundle.with_decoys(n_train)     # validation keeps the test's distribution
     t0 = time.perf_counter()
     raw_train, _ = rebuild_split(first_set, "train", n_all, args.workers, parts=args.remix)
     raw_test, snr_test = rebuild_split(bundle, "test", n_test, args.workers)
@@ -491,8 +494,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     y_all = bundle.arrays["train_target"][:n_all].astype(np.float32)
     y_test = bundle.arrays["test_target"][:n_test].astype(np.float32)
-    n_val = int(round(n_all * float(bundle.meta["data"]["val_fraction"])))
-    n_train = n_all - n_val
     pool = None
     if args.remix:   # noise and signal apart: whitening is linear, so whiten each and add them as needed
         noise, signal = raw_train[:, 0], raw_train[:, 1]

@@ -338,6 +338,21 @@ def test_decoys_are_signals_outside_the_merger_window_labelled_noise(bundle):
     assert np.all((t2[~decoy2] >= low) & (t2[~decoy2] <= high)) and np.all(t2[decoy2] <= window[1])
 
 
+def test_a_run_with_decoys_whitens_like_one_without(runs, tmp_path):
+    """--decoys: decoy rows carry signals, so the whitener is fitted on the noise of the noise-only rows as a run
+    without decoys (and gw_rescore) fits it: the true-template matched filter scores the test set identically."""
+    run, ensemble = _load("gw_device_run"), _load("gw_ensemble")
+    report = run.run(run.parse_args(["--bundle", str(runs / "bundle.npz"), "--device", "cpu", "--workers", "1",
+                                     "--max-epochs", "1", "--minutes", "0.01", "--no-bank", "--batch-size", "32",
+                                     "--seed", "1", "--decoys", "0.5", "--out", str(tmp_path / "decoys")]))
+    assert report["decoys"] == 0.5
+    np.testing.assert_allclose(ensemble.RunScores.load(tmp_path / "decoys").scores["mf_true"],
+                               ensemble.RunScores.load(runs / "seed1").scores["mf_true"], rtol=1e-6)
+    with pytest.raises(SystemExit, match="before the prior's earliest merger"):
+        run.run(run.parse_args(["--bundle", str(runs / "bundle.npz"), "--device", "cpu", "--decoys", "0.5",
+                                "--decoy-window", "0.5", "1.5", "--out", str(tmp_path / "bad")]))
+
+
 def test_device_run_continues_from_a_finished_run(runs, tmp_path):
     """--init: a run continued from another starts from its weights (layers the new network adds, from their initial
     values); weights that do not fit the network are refused."""
