@@ -59,6 +59,8 @@ def test_bad_input_is_refused() -> None:
         crossfit_combination(a, b, target, folds=1)
     with pytest.raises(ValueError, match="length"):
         crossfit_combination(a[:-1], b, target)
+    with pytest.raises(ValueError, match="1 non-finite"):
+        crossfit_combination(np.where(np.arange(len(a)) == 3, np.nan, a), b, target)
     with pytest.raises(ValueError, match="constant"):
         crossfit_combination(np.zeros_like(a), b, target)
 

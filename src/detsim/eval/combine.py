@@ -62,6 +62,9 @@ def crossfit_combination(a: np.ndarray, b: np.ndarray, target: np.ndarray, folds
     a, b, target = np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(target)
     if not len(a) == len(b) == len(target):
         raise ValueError(f"statistics and labels differ in length: {len(a)}, {len(b)}, {len(target)}")
+    for name, values in (("a", a), ("b", b)):
+        if not np.isfinite(values).all():
+            raise ValueError(f"statistic {name} has {int(np.sum(~np.isfinite(values)))} non-finite values; score them first")
     if folds < 2:
         raise ValueError(f"folds must be >= 2 so that no sample is scored by a weight fitted on it; got {folds}")
     fold_of = np.random.default_rng(seed).permutation(len(target)) % folds
