@@ -233,12 +233,6 @@ def whitener_of(bundle: Bundle, noise: np.ndarray | None = None) -> Any:
     return whitener if noise is None else whitener.fit(noise)
 
 
-def training_whitener(bundle: Bundle, n_train: int, workers: int) -> Any:
-    """The whitener a run on `bundle` fitted: on the noise-only rows among its first n_train training samples."""
-    raw, _ = rebuild_split(bundle, "train", n_train, workers, progress=False)
-    return whitener_of(bundle, raw[bundle.arrays["train_target"][:n_train] == 0])
-
-
 def network_of(net_cfg: dict[str, Any]) -> Any:
     """A GW1DCNN from a `net` config (the bundled model config with any `--net` overrides)."""
     from detsim.models.gw_cnn import GW1DCNN
@@ -503,8 +497,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         x_all[n_train:] += whitener(noise[n_train:])  # validation keeps its own fixed noise
         x_test = whitener(raw_test)
     else:
-        whitener = (training_whitener(bundle, n_train, args.workers) if args.decoys   # decoys are not noise: fit the
-                    else whitener_of(bundle, raw_train[:n_train][y_all[:n_train] == 0]))   # rows' noise, as a rescore does
+        rows = np.flatnonzero(y_all[:n_train] == 0)
+        noise = raw_train[rows]
+        if args.decoys:   # decoy rows carry a signal: fit on their noise alone, as a run without decoys (and a rescore) does
+            for j in np.flatnonzero(first_set.arrays["train_decoy"][rows]):
+                noise[j] = rebuild_sample(bundle, "train", int(rows[j]))[0]
+        whitener = whitener_of(bundle, noise)
+        del noise
         x_all, x_test = whitener(raw_train), whitener(raw_test)
     del raw_train
     report["whitening_seconds"] = time.perf_counter() - t0

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gw_device_run import (Bundle, configured_view, matched_filter_scores, network_of, rebuild_split, report_scores,
-                           cnn_test_scores, training_whitener)
+                           cnn_test_scores, whitener_of)
 from gw_ensemble import REPORT, SCORES
 
 MATCHING = ("simulator", "preprocessing")   # what must agree for the test set to be drawn like the training set
@@ -40,6 +40,12 @@ def check_drawn_alike(train: Bundle, test: Bundle, train_path: str, test_path: s
             keys = sorted(k for k in set(train.meta[section]) | set(test.meta[section])
                           if train.meta[section].get(k) != test.meta[section].get(k))
             raise ValueError(f"{test_path} is not drawn like {train_path}: their {section} configs differ in {keys}")
+
+
+def training_whitener(bundle: Bundle, n_train: int, workers: int) -> Any:
+    """The whitener a run on `bundle` fitted: on the noise-only rows among its first n_train training samples."""
+    raw, _ = rebuild_split(bundle, "train", n_train, workers, progress=False)
+    return whitener_of(bundle, raw[bundle.arrays["train_target"][:n_train] == 0])
 
 
 def run_whitener(report: dict[str, Any], train_path: str, n_train: int, test: Bundle, test_path: str, workers: int) -> Any:
