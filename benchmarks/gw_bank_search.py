@@ -31,11 +31,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gw_device_run import (Bundle, matched_filter, matched_filter_scores, rebuild_split, report_scores,  # noqa: E402
                            template_waves)
-from gw_combine import add_combination, differences  # noqa: E402
+from gw_combine import CHIRP_EDGES, add_combination, differences  # noqa: E402
 from gw_ensemble import RunScores, chirp_mass_table, chirp_masses_of_test_set, ensemble_scores  # noqa: E402
 from gw_rescore import run_whitener  # noqa: E402
 
-CHIRP_EDGES = [5.0, 15.0, 20.0, 25.0, 30.0, 50.0]
 
 
 def bank_config(name: str, overrides: Sequence[str]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gw_device_run import Bundle, report_scores  # noqa: E402
 
-CHIRP_EDGES = [5.0, 15.0, 20.0, 25.0, 30.0, 50.0]
+CHIRP_EDGES = [5.0, 15.0, 20.0, 25.0, 30.0, 50.0]   # chirp-mass bins (Msun) of the tables here and in gw_bank_search
 
 
 def default_search(scores: dict[str, np.ndarray]) -> str:
