@@ -134,8 +134,10 @@ class VoxelMap(nn.Module):
 
         Empty voxels stay empty; the caller applies the readout threshold again afterwards.
         """
-        if not self.active:
-            return showers
+        return self.map_showers(showers, e_inc, c) if self.active else showers
+
+    def map_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """`forward` without asking whether the map is fitted (no data-dependent branch, for graphs)."""
         hit = showers > 0
         y = torch.log(torch.where(hit, showers, e_inc) / e_inc)  # empty voxels: log 1 (masked below)
         return self.map_log(y, condition_bin(c, self.n_bins)).exp_().mul_(e_inc).mul_(hit)
@@ -227,13 +229,7 @@ class QuantileVoxelMap(VoxelMap):
         """
         n_vox, n_grid = self.table.shape[1], self.table.shape[2]
         t = self.offset[bins].addcmul_(y, self.inv_step[bins]).clamp_(0.0, n_grid - 1.0 - 1e-3)
-        idx = t.to(torch.int64).add_(self._base(bins.device, n_vox, n_grid)[bins])  # t >= 0: truncation = floor
+        # flat index of table[b, v, 0], plus i (t >= 0: truncation = floor)
+        base = (bins.reshape(-1, 1) * n_vox + torch.arange(n_vox, device=y.device)).mul_(n_grid)
+        idx = t.to(torch.int64).add_(base)
         return torch.addcmul(self.table.reshape(-1).take(idx), self.step.reshape(-1).take(idx), t.frac_())
-
-    def _base(self, device: torch.device, n_vox: int, n_grid: int) -> torch.Tensor:
-        """(n_bins, V) int64: the flat index of table[b, v, 0] (cached; not a buffer, so not in checkpoints)."""
-        base = getattr(self, "_base_cache", None)
-        if base is None or base.device != device:
-            base = torch.arange(self.n_bins * n_vox, device=device).reshape(self.n_bins, n_vox) * n_grid
-            self._base_cache = base
-        return base
