@@ -2,11 +2,11 @@
 
 The output is first written beside its target under a temporary name and moved into place only when
 every chunk has been read, validated and written, so a failed conversion leaves no half file behind.
+Without a named geometry the voxel count must be one of a known geometry's (conf/geometry/).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from detsim.cli.app import hydra_app
 from detsim.errors import ConfigError, DataFileError
-from detsim.geometry import load_geometry
+from detsim.geometry import check_known_voxel_count, load_geometry
 from detsim.io import count_showers, file_format, iter_showers, open_writer
+from detsim.io.writer import atomic_output
 from detsim.io.validation import ValidationRules
 
 
@@ -38,30 +39,26 @@ def convert(
     file_format(target)  # reject an unknown output suffix before reading anything
     if source.resolve() == target.resolve():
         raise DataFileError(target, None, "an output path different from the input", "the input itself")
-    if target.exists() and not overwrite:
-        raise DataFileError(target, None, "a path that does not exist yet (or overwrite=true)", "an existing file")
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     total = count_showers(source, root=layout)
-    partial = target.with_name(f".{target.stem}.partial{target.suffix}")
     writer: Any = None
-    try:
-        with _progress(progress) as bar:
-            task = bar.add_task(f"{source.name} -> {target.name}", total=total)
-            for chunk in iter_showers(source, chunk_size, n_voxels, rules, root=layout):
-                if writer is None:
-                    writer = open_writer(partial, chunk.n_voxels, root=layout)
-                writer.append(chunk)
-                bar.advance(task, len(chunk))
-        if writer is None:
-            raise DataFileError(source, None, "at least one shower", "none read")
-        writer.close()
-        os.replace(partial, target)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_output(target, overwrite) as partial:
+        try:
+            with _progress(progress) as bar:
+                task = bar.add_task(f"{source.name} -> {target.name}", total=total)
+                for chunk in iter_showers(source, chunk_size, n_voxels, rules, root=layout):
+                    if writer is None:
+                        if n_voxels is None:
+                            check_known_voxel_count(source, "voxels per shower", chunk.n_voxels)
+                        writer = open_writer(partial, chunk.n_voxels, root=layout)
+                    writer.append(chunk)
+                    bar.advance(task, len(chunk))
+            if writer is None:
+                raise DataFileError(source, None, "at least one shower", "none read")
+        finally:
+            if writer is not None:
+                writer.close()
     return writer.n_written
 
 
