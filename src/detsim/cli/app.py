@@ -50,8 +50,14 @@ def _remove_bare_run_dir() -> None:
     except ValueError:
         return
     entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
-    if entries and all(e.name == ".hydra" or (e.is_file() and e.suffix == ".log") for e in entries):
-        shutil.rmtree(run_dir, ignore_errors=True)
+    if not all(e.name == ".hydra" or (e.is_file() and e.suffix == ".log") for e in entries):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cwd = Path.cwd().resolve()
+    for parent in run_dir.resolve().parents:  # the dated folders above it, if this run made them and they are empty
+        if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 class CheckRunDir(Callback):

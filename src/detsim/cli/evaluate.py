@@ -17,7 +17,7 @@ from detsim.cli.app import hydra_app
 from detsim.eval.report import log_to_mlflow, print_summary, write_metrics, write_plots
 from detsim.eval.suite import evaluate_showers
 from detsim.geometry import load_geometry
-from detsim.io import file_format, read_showers
+from detsim.io import file_format, iter_showers, read_showers
 from detsim.io.writer import atomic_output, check_output_file
 
 GENERATING_RUN_ATTR = "mlflow_run_id"
@@ -47,6 +47,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     geometry = load_geometry(OmegaConf.to_container(cfg.geometry, resolve=True))
     stop = cfg.get("max_showers")
     read = dict(n_voxels=geometry.n_voxels, chunk_size=int(cfg.chunk_size), stop=stop)
+    for path in (cfg.reference, cfg.generated):  # a wrong file fails here, in one line, before the long reads
+        next(iter_showers(path, 1, geometry.n_voxels, stop=1), None)
     console.log(f"reading {cfg.reference} and {cfg.generated} ({geometry.describe()})")
     reference = read_showers(cfg.reference, **read)
     generated = read_showers(cfg.generated, **read)

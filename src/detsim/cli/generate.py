@@ -15,6 +15,7 @@ from detsim.io.writer import check_output_file
 def generate(cfg: DictConfig) -> str:
     """Run one generation from a composed `conf/generate.yaml`; return the output path."""
     n = None if cfg.get("n") is None else positive_int(cfg.n, "n")
+    batch_size = positive_int(cfg.batch_size, "batch_size")
     overwrite = bool(cfg.get("overwrite", False))
     file_format(cfg.out)
     check_output_file(cfg.out, overwrite)  # before the model is loaded: a bad out= costs nothing
@@ -26,7 +27,7 @@ def generate(cfg: DictConfig) -> str:
         spectrum=spectrum, seed=int(cfg.seed), root=root,
     )
     compile = use_compile(cfg.get("compile", False), len(energies), int(cfg.get("compile_min_showers", 5_000_000)))
-    out = generate_to_file(loaded, energies, cfg.out, positive_int(cfg.batch_size, "batch_size"), int(cfg.seed), root=root,
+    out = generate_to_file(loaded, energies, cfg.out, batch_size, int(cfg.seed), root=root,
                            progress=bool(cfg.get("progress", True)), compile=compile,
                            overwrite=overwrite)
     run = f" (MLflow run {loaded.mlflow_run_id})" if loaded.mlflow_run_id else ""

@@ -86,6 +86,7 @@ def run(cfg: DictConfig) -> Path:
     from detsim.io.writer import check_output_file
 
     n = positive_int(cfg.n, "n")
+    seed = positive_int(cfg.seed, "seed", minimum=0)
     out = Path(str(cfg.out))
     overwrite = bool(cfg.get("overwrite", False))
     file_format(out)
@@ -101,7 +102,7 @@ def run(cfg: DictConfig) -> Path:
         "simulator": "detsim.sim.calo (GFlash EM + simple hadronic model)",
     }
     root = OmegaConf.to_container(cfg.root, resolve=True) if cfg.get("root") is not None else None
-    chunks = iter_chunks(plan, n, positive_int(cfg.seed, "seed", 0), positive_int(cfg.chunk_size, "chunk_size"), int(sim.block_size), int(sim.get("threads", 1)))
+    chunks = iter_chunks(plan, n, seed, positive_int(cfg.chunk_size, "chunk_size"), int(sim.block_size), int(sim.get("threads", 1)))
     start = time.perf_counter()
     first = next(chunks, None)  # config errors surface here, before an output file exists
     with open_output(out, plan.geometry.n_voxels, root=root, attrs=attrs, overwrite=overwrite) as writer, _progress() as bar:
