@@ -30,10 +30,12 @@ def convert(
     layout: Any = None,
     overwrite: bool = False,
     progress: bool = True,
+    known_geometry: bool = False,
 ) -> int:
     """Convert `source` into `target` (formats from the extensions); returns the number of showers.
 
     `layout` (a RootLayout or a `conf/io/root` mapping) describes every ROOT side; None is the fixed layout.
+    `known_geometry` (the CLI without geometry=): refuse a voxel count that no `conf/geometry` file has.
     """
     source, target = Path(source), Path(target)
     file_format(target)  # reject an unknown output suffix before reading anything
@@ -49,7 +51,7 @@ def convert(
                 task = bar.add_task(f"{source.name} -> {target.name}", total=total)
                 for chunk in iter_showers(source, chunk_size, n_voxels, rules, root=layout):
                     if writer is None:
-                        if n_voxels is None:
+                        if n_voxels is None and known_geometry:
                             check_known_voxel_count(source, "voxels per shower", chunk.n_voxels)
                         writer = open_writer(partial, chunk.n_voxels, root=layout)
                     writer.append(chunk)
@@ -80,6 +82,7 @@ def main(cfg: DictConfig) -> None:
         rules=ValidationRules.from_config(OmegaConf.to_container(cfg.validation, resolve=True)),
         layout=OmegaConf.to_container(cfg.io.root, resolve=True),  # uproot is imported only for ROOT files
         overwrite=bool(cfg.overwrite),
+        known_geometry=n_voxels is None,
     )
     print(f"wrote {n} showers to {cfg.output}")
 
