@@ -133,6 +133,7 @@ def test_training_inside_an_active_parent_run_logs_the_model_to_its_own_run(g2ne
     """pipelines/g2net.py trains in-process inside its parent run: the model must still land in the train run."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("detsim", artifact_location=(tmp_path / "mlartifacts").as_uri())  # not ./mlruns
     mlflow.set_experiment("detsim")
     overrides = ["experiment=g2net_1dcnn", f"data.path={g2net_dir}", f"data.cache_path={tmp_path}/cache.h5",
                  "data.batch_size=8", "data.val_fraction=0.3", "data.test_fraction=0.3", "trainer.max_epochs=1",

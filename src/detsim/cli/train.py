@@ -14,6 +14,8 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from detsim.cli.console import output_is_terminal
+from detsim.training.progress import EpochLines
 from detsim.cli.app import hydra_app
 from detsim.errors import ConfigError
 from detsim.security import checked_output_dir, load_checkpoint
@@ -82,17 +84,25 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """Every entry of `cfg.callbacks` with a `_target_`; `null` entries switch one off.
 
     `trainer.enable_progress_bar=false` alone switches the progress bar off: Lightning refuses a progress-bar
-    callback beside it, and a user should not have to know the second key."""
-    bar_off = not cfg.get("trainer", {}).get("enable_progress_bar", True)
+    callback beside it, and a user should not have to know the second key. Output that is not a terminal (batch
+    logs) gets one plain line per epoch instead of a live bar (see `progress_bar_enabled`)."""
+    bar = progress_bar_enabled(cfg)
     callbacks: list[L.Callback] = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None or "_target_" not in cb_cfg:
             continue
         callback = instantiate(cb_cfg)
-        if bar_off and isinstance(callback, L.callbacks.ProgressBar):
+        if isinstance(callback, L.callbacks.ProgressBar) and not bar:
             continue
         callbacks.append(callback)
+    if not bar and cfg.get("trainer", {}).get("enable_progress_bar", True):
+        callbacks.append(EpochLines())
     return callbacks
+
+
+def progress_bar_enabled(cfg: DictConfig) -> bool:
+    """A live bar only when asked for and when a terminal shows it."""
+    return bool(cfg.get("trainer", {}).get("enable_progress_bar", True)) and output_is_terminal()
 
 
 def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: Any, logger_cfg: Any) -> None:
@@ -138,7 +148,8 @@ def train(cfg: DictConfig) -> float | None:
     model = instantiate(cfg.model, _convert_="all")  # plain hparams: checkpoints stay weights_only-loadable
     callbacks = build_callbacks(cfg)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir)
+        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir),
+        enable_progress_bar=progress_bar_enabled(cfg),
     )
     if logger is not None and trainer.global_rank == 0:
         if logger._run_id is None:
