@@ -16,7 +16,6 @@ import mlflow
 from omegaconf import DictConfig
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stages import child_env, cli, console, log_child_run, run_stage  # noqa: E402
 
@@ -65,7 +64,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
             metrics["train_seconds"] = run_stage(
                 "train",
                 [cli("detsim-train"), f"experiment={cfg.experiment}", *common, f"data.path={files['showers']}",
-                 f"seed={cfg.seed}", f"paths.output_dir={out / 'train'}", "run_name=train",
+                 f"seed={cfg.seed}", f"paths.output_dir={out / 'train'}", "logger.run_name=train",
                  f"logger.experiment_name={cfg.experiment_name}", *extra["train"]],
                 env,
             )

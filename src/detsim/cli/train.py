@@ -79,11 +79,19 @@ def previous_run_id(out_dir: Path, ckpt_path: str | None) -> str | None:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """Every entry of `cfg.callbacks` with a `_target_`; `null` entries switch one off."""
+    """Every entry of `cfg.callbacks` with a `_target_`; `null` entries switch one off.
+
+    `trainer.enable_progress_bar=false` alone switches the progress bar off: Lightning refuses a progress-bar
+    callback beside it, and a user should not have to know the second key."""
+    bar_off = not cfg.get("trainer", {}).get("enable_progress_bar", True)
     callbacks: list[L.Callback] = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
-        if cb_cfg is not None and "_target_" in cb_cfg:
-            callbacks.append(instantiate(cb_cfg))
+        if cb_cfg is None or "_target_" not in cb_cfg:
+            continue
+        callback = instantiate(cb_cfg)
+        if bar_off and isinstance(callback, L.callbacks.ProgressBar):
+            continue
+        callbacks.append(callback)
     return callbacks
 
 
@@ -125,7 +133,7 @@ def train(cfg: DictConfig) -> float | None:
     logger = None
     if cfg.get("logger"):
         run_id = previous_run_id(out_dir, ckpt_path)
-        logger = make_mlflow_logger(cfg.logger, run_name=cfg.get("run_name"), run_id=run_id)
+        logger = make_mlflow_logger(cfg.logger, run_id=run_id)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")  # plain hparams: checkpoints stay weights_only-loadable
     callbacks = build_callbacks(cfg)
@@ -165,7 +173,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _preempted(trainer: L.Trainer) -> bool:
-    from detsim.faults import PreemptionStop
+    from detsim.training.faults import PreemptionStop
 
     return any(isinstance(cb, PreemptionStop) and cb.handled for cb in trainer.callbacks)
 

@@ -22,7 +22,7 @@ from detsim.data.datasets import (
     range_rows,
     split_ranges,
 )
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.io import count_showers, iter_showers, read_showers

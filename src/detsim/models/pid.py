@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from detsim.confutil import to_plain
-from detsim.eval.particle_id import PidScore, save_roc_plot
-from detsim.eval.roc import roc_auc
-from detsim.eval.suite import backbone_factory
+from detsim.config import to_plain
+from detsim.metrics.roc import PidScore, roc_auc, save_roc_plot
+from detsim.models.shower_cnn import backbone_factory
 from detsim.geometry import load_geometry
 
 

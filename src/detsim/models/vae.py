@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.data.transforms import EnergyCondition, VoxelTransform
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
