@@ -1,6 +1,6 @@
 """Fidelity study of the CaloVAE options on dataset-1-like photons from the reference simulator.
 
-For each variant (a set of overrides of conf/model/calo_vae_atlas.yaml) it trains the VAE through a
+For each variant (Hydra overrides of conf/model/calo_vae_atlas.yaml) it trains the VAE through a
 Lightning Trainer on `--n-train` simulator showers, generates as many showers as a held-out simulator
 sample holds (same incident energies), and reports the low-level classifier AUC of detsim.eval's
 two-sample test (held-out simulator vs generated), E_tot/E_inc and hits per layer. A second
@@ -26,34 +26,36 @@ from omegaconf import OmegaConf
 from detsim.paths import config_dir
 
 GEOMETRY = "calochallenge_ds1_photons"
-# name -> overrides of the reference (ATLAS) model config
-_HURDLE = {"decoder": {"output": "hurdle"}, "preprocessing": {"mode": "logit"}, "encoder": {"input_norm": True}}
-_FITTED = {**_HURDLE, "prior": {"kind": "fitted", "n_bins": 15}}
-_WEIBULL = {**_FITTED, "decoder": {"output": "hurdle", "energy": "weibull"}}
+# name -> Hydra overrides of `model=calo_vae_atlas` (or of `model=calo_vae`, "_default": the shipped default)
+HEAD, PRIOR = "model/vae/head@model.head=", "model/vae/prior@model.prior="
+_LOGIT = ["model.preprocessing.mode=logit", "model.encoder.input_norm=true"]
+_HURDLE = [HEAD + "hurdle_lognormal", *_LOGIT]
+_FITTED = [*_HURDLE, PRIOR + "fitted"]
+_WEIBULL = [HEAD + "hurdle_weibull", *_LOGIT, PRIOR + "fitted"]
+_NO_ENERGY = ["model.loss.w_etot=0.0", "model.loss.w_layer=0.0"]
+_WIDE = "model.decoder.hidden=[64,128,256,512]"
 VARIANTS: dict[str, dict[str, Any]] = {
-    "atlas": {},
-    "atlas_logit": {"preprocessing": {"mode": "logit"}, "encoder": {"input_norm": True}},
-    "hurdle": _HURDLE,
-    "hurdle_fitted": _FITTED,
-    "hurdle_fitted_layers": {**_FITTED, "calibration": "layers"},
-    "hurdle_fitted_kl0.1": {**_FITTED, "loss": {"w_kl": 0.1}},
-    "hurdle_fitted_noenergy": {**_FITTED, "loss": {"w_etot": 0.0, "w_layer": 0.0}},
-    "weibull_fitted": _WEIBULL,
-    "weibull_fitted_layers": {**_WEIBULL, "calibration": "layers"},
-    "weibull_fitted_plateau": {**_WEIBULL, "optimizer": {"plateau": {"factor": 0.5, "patience": 5}}},
-    "weibull_fitted_wide": {**_WEIBULL, "decoder": {"output": "hurdle", "energy": "weibull",
-                                                    "hidden": [64, 128, 256, 512]}},
-    "weibull_fitted_noenergy": {**_WEIBULL, "loss": {"w_etot": 0.0, "w_layer": 0.0}},
+    "atlas": {"overrides": []},
+    "atlas_logit": {"overrides": _LOGIT},
+    "hurdle": {"overrides": _HURDLE},
+    "hurdle_fitted": {"overrides": _FITTED},
+    "hurdle_fitted_layers": {"overrides": [*_FITTED, "model.calibration=layers"]},
+    "hurdle_fitted_kl0.1": {"overrides": [*_FITTED, "model.loss.w_kl=0.1"]},
+    "hurdle_fitted_noenergy": {"overrides": [*_FITTED, *_NO_ENERGY]},
+    "weibull_fitted": {"overrides": _WEIBULL},
+    "weibull_fitted_layers": {"overrides": [*_WEIBULL, "model.calibration=layers"]},
+    "weibull_fitted_plateau": {"overrides": [*_WEIBULL, "model.optimizer.plateau={factor:0.5,patience:5}"]},
+    "weibull_fitted_wide": {"overrides": [*_WEIBULL, _WIDE]},
+    "weibull_fitted_noenergy": {"overrides": [*_WEIBULL, *_NO_ENERGY]},
     # conf/model/calo_vae.yaml as shipped, and variations of it
-    "default": {"_default": True},
-    "default_wide": {"_default": True, "decoder": {"hidden": [64, 128, 256, 512]}},
-    "default_latent16": {"_default": True, "latent_dim": 16},
-    "default_bs512": {"_default": True, "_batch_size": 512},
-    "default_patience3": {"_default": True, "optimizer": {"plateau": {"factor": 0.5, "patience": 3}}},
-    "default_aggregate": {"_default": True, "prior": {"kind": "aggregate"}},
-    "default_wide_aggregate": {"_default": True, "prior": {"kind": "aggregate"},
-                               "decoder": {"hidden": [64, 128, 256, 512]}},
-    "default_120ep": {"_default": True, "_epochs": 120},
+    "default": {"_default": True, "overrides": []},
+    "default_wide": {"_default": True, "overrides": [_WIDE]},
+    "default_latent16": {"_default": True, "overrides": ["model.latent_dim=16"]},
+    "default_bs512": {"_default": True, "overrides": [], "_batch_size": 512},
+    "default_patience3": {"_default": True, "overrides": ["model.optimizer.plateau.patience=3"]},
+    "default_aggregate": {"_default": True, "overrides": [PRIOR + "aggregate"]},
+    "default_wide_aggregate": {"_default": True, "overrides": [PRIOR + "aggregate", _WIDE]},
+    "default_120ep": {"_default": True, "overrides": [], "_epochs": 120},
 }
 
 
@@ -97,17 +99,12 @@ def threshold_mev() -> float:
 
 
 def model_kwargs(name: str) -> dict[str, Any]:
-    overrides = {k: v for k, v in VARIANTS[name].items() if not k.startswith("_")}
-    cfg = OmegaConf.load(config_dir() / "model" / "calo_vae_atlas.yaml")
-    if VARIANTS[name].get("_default"):
-        default = OmegaConf.load(config_dir() / "model" / "calo_vae.yaml")
-        default.pop("defaults")
-        cfg = OmegaConf.merge(cfg, default)
-    cfg = OmegaConf.to_container(OmegaConf.merge(cfg, overrides))
-    cfg.pop("_target_")
-    cfg["geometry"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "geometry" / f"{GEOMETRY}.yaml"))
-    cfg["readout_threshold_mev"] = threshold_mev()
-    return cfg
+    from detsim.config import model_kwargs as composed
+
+    variant = VARIANTS[name]
+    model = "calo_vae" if variant.get("_default") else "calo_vae_atlas"
+    return composed([f"model={model}", f"geometry={GEOMETRY}", *variant["overrides"],
+                     f"model.readout_threshold_mev={threshold_mev()}"])
 
 
 def summary(showers, geometry) -> dict[str, Any]:
@@ -192,7 +189,7 @@ def run_variant(args: tuple) -> dict[str, Any]:
 @torch.no_grad()
 def refit_prior(model, val_dl, kind: str) -> None:
     """Swap the trained model's latent prior for another kind fitted to the validation posteriors."""
-    from detsim.models.vae import LatentPrior
+    from detsim.models.vae import LatentPrior  # the constructor by kind name
 
     old = model.generator.prior
     cs, posts = [], []

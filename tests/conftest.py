@@ -70,3 +70,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _STATE_KEY = pytest.StashKey[set[str] | None]()
+
+
+def vae_kwargs(*overrides: str, model: str = "calo_vae", head: str | None = None, prior: str | None = None,
+               voxel_map: str | None = None, geometry: str = "calochallenge_ds1_photons") -> dict:
+    """CaloVAE keyword arguments as `detsim-train model=<model>` composes them; head / prior / voxel_map
+    pick an option of `conf/model/vae/<group>/`; `overrides` are Hydra overrides (`model.latent_dim=4`)."""
+    from detsim.config import model_kwargs
+
+    groups = [f"model/vae/{g}@model.{g}={v}" for g, v in (("head", head), ("prior", prior), ("voxel_map", voxel_map)) if v]
+    return model_kwargs([f"model={model}", f"geometry={geometry}", *groups, *overrides])

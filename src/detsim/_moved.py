@@ -36,6 +36,8 @@ MOVED: dict[str, str] = {
     "detsim.data.g2net_datamodule": "detsim.gw.datamodule",
     "detsim.models.gw_cnn": "detsim.gw.cnn",
     "detsim.models.validation_plots": "detsim.eval.validation_plots",
+    "detsim.models.marginals": "detsim.models.vae.voxel_map",
+    "detsim.models.losses": "detsim.models.vae.losses",
     "detsim.tracking_server": "detsim.tracking.server",
     "detsim.faults": "detsim.training.faults",
     "detsim.hpo": "detsim.training.sweeper",

@@ -1,4 +1,4 @@
-"""Invertible preprocessing between raw showers (MeV) and what a network sees.
+"""The VAE's preprocessing between raw showers (MeV) and what its networks see.
 
 The datamodule hands over raw MeV; the model owns these transforms (their numbers are part of its
 config and its checkpoint), so a generator always undoes exactly what its training applied.
@@ -7,6 +7,7 @@ config and its checkpoint), so a generator always undoes exactly what its traini
   because incident energies span five decades and a network wants O(1) inputs.
 - `VoxelTransform`: voxels / (scale * E_inc) (`fraction`, the ATLAS default) or the logit of that
   normalised fraction (`logit`), which spreads the many tiny fractions over an O(1) range.
+- `condition_bin`: the incident-energy bin of a condition, shared by the latent prior and the voxel map.
 """
 
 from __future__ import annotations
@@ -76,3 +77,8 @@ class VoxelTransform:
         if self.mode == "logit":
             x = ((torch.sigmoid(x) - self.alpha) / (1.0 - 2.0 * self.alpha)).clamp(0.0, 1.0)
         return x * (self.scale * incident_energy.reshape(-1, 1))
+
+
+def condition_bin(c: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Bin of the log-scaled incident energy c in [0, 1]: the latent prior's and the voxel map's binning."""
+    return (c.reshape(-1) * n_bins).floor().clamp(0, n_bins - 1).long()

@@ -1,4 +1,4 @@
-"""Per-voxel marginal calibration (detsim.models.marginals): the map, its fit in training, its fast path."""
+"""The per-voxel quantile map (detsim.models.vae.voxel_map): the map, its fit in training, its fast path."""
 
 from __future__ import annotations
 
@@ -6,12 +6,21 @@ import lightning.pytorch as L
 import numpy as np
 import pytest
 import torch
+from conftest import CONF
+from omegaconf import OmegaConf
 from test_vae_model import THRESHOLD, make_model, toy_showers
 from test_vae_sampling_speed import default_model, energies, reference_generate
 
 from detsim.errors import ConfigError
-from detsim.models.marginals import MarginalCalibration
-from detsim.models.vae import CaloVAE
+from detsim.models.vae import CaloVAE, generation
+from detsim.models.vae.module import build
+from detsim.models.vae.voxel_map import VoxelMap
+
+
+def make_map(kind: str, n_voxels: int, **overrides) -> VoxelMap:
+    """The map of `conf/model/vae/voxel_map/<kind>.yaml`, with overrides."""
+    cfg = {**OmegaConf.to_container(OmegaConf.load(CONF / "model" / "vae" / "voxel_map" / f"{kind}.yaml")), **overrides}
+    return build(cfg, "voxel_map", VoxelMap, n_voxels=n_voxels)
 
 
 def lognormal_hits(n: int, n_vox: int, mu: float, sigma: float, p_hit: float, seed: int) -> torch.Tensor:
@@ -34,7 +43,7 @@ def test_calibrated_hits_follow_the_reference_distribution_per_energy_bin(kind):
     ref = torch.where((c < 0.5)[:, None], lognormal_hits(n, n_vox, -3.0, 0.5, 0.7, 1),
                       lognormal_hits(n, n_vox, -1.0, 0.3, 0.7, 2))
     gen = lognormal_hits(n, n_vox, -2.0, 1.0, 0.7, 3)
-    cal = MarginalCalibration(n_vox, kind=kind, n_bins=2)
+    cal = make_map(kind, n_vox, n_bins=2)
     cal.fit(c, ref, c, gen)
     e_inc = torch.full((n, 1), 1000.0)
     fresh = lognormal_hits(n, n_vox, -2.0, 1.0, 0.7, 4)  # a new draw of the generator, not the fitted one
@@ -59,7 +68,7 @@ def test_voxels_with_too_few_hits_are_left_as_generated():
     ref = lognormal_hits(n, 2, -3.0, 0.5, 0.8, 1)
     gen = lognormal_hits(n, 2, -2.0, 1.0, 0.8, 2)
     gen[:, 1] *= torch.rand(n) < 0.002  # ~10 hits in voxel 1: too few to fit
-    cal = MarginalCalibration(2, kind="quantile", n_bins=1, min_hits=50)
+    cal = make_map("quantile", 2, n_bins=1, min_hits=50)
     cal.fit(c, ref, c, gen)
     out = cal(gen * 100.0, torch.full((n, 1), 100.0), c) / 100.0
     assert torch.allclose(out[:, 1], gen[:, 1], rtol=1e-5)
@@ -67,26 +76,27 @@ def test_voxels_with_too_few_hits_are_left_as_generated():
 
 
 def test_unfitted_or_disabled_calibration_changes_nothing():
-    cal = MarginalCalibration(3, kind="quantile")
     x = lognormal_hits(10, 3, -2.0, 1.0, 0.5, 0)
-    assert cal(x, torch.ones(10, 1), torch.rand(10)) is x
-    with pytest.raises(ConfigError, match="marginals.kind"):
-        MarginalCalibration(3, kind="flow")
+    for kind in ("quantile", "affine", "none"):
+        assert make_map(kind, 3)(x, torch.ones(10, 1), torch.rand(10)) is x
+    with pytest.raises(ConfigError, match="model.voxel_map.n_bins"):
+        make_map("quantile", 3, n_bins=0)
 
 
 def test_fast_sampling_path_equals_calibrating_the_finished_showers():
     """The generator maps log fractions inside the sampler; the same map on its MeV output agrees."""
-    model = default_model(marginals={"kind": "quantile", "n_bins": 15, "min_hits": 20})
+    model = default_model("model.voxel_map.min_hits=20")
     e = energies(4000)
     with torch.inference_mode():
         reference = model.sample(e, torch.Generator().manual_seed(5)) * 1.3  # a reference 30% hotter
-        model.fit_marginals(e, reference)
+        model.fit_voxel_map(e, reference)
     gen = model.generator
-    assert gen.marginals.active
+    assert gen.voxel_map.active
     with torch.inference_mode():
         fast = model.sample(e[:1000], torch.Generator().manual_seed(9))
         plain = reference_generate(gen, e[:1000], torch.Generator().manual_seed(9))
-        slow = gen._cut(gen.marginals(plain, e[:1000, None], gen.condition.forward(e[:1000])))
+        slow = generation.apply_threshold(gen.voxel_map(plain, e[:1000, None], gen.condition.forward(e[:1000])),
+                                          gen.threshold_mev)
     assert torch.equal(fast > 0, slow > 0)
     assert torch.allclose(fast, slow, rtol=1e-4)
     # and the map did its job: the generated hits now carry the reference's energies
@@ -99,22 +109,21 @@ def test_training_fits_the_calibration_on_validation_showers_and_checkpoints_it(
     e, s = toy_showers(512)
     data = torch.utils.data.DataLoader(
         [{"incident_energy": e[i : i + 64], "showers": s[i : i + 64]} for i in range(0, 512, 64)], batch_size=None)
-    model = make_model(decoder={"output": "hurdle", "energy": "weibull"}, readout_threshold_mev=THRESHOLD,
-                       prior={"kind": "fitted", "n_bins": 3}, encoder={"input_norm": True},
-                       preprocessing={"mode": "logit"},
-                       marginals={"kind": "quantile", "n_bins": 3, "min_hits": 10, "reference_showers": 256})
+    model = make_model(f"model.readout_threshold_mev={THRESHOLD}", "model.prior.n_bins=3", "model.encoder.input_norm=true",
+                       "model.preprocessing.mode=logit", "model.voxel_map.n_bins=3", "model.voxel_map.min_hits=10",
+                       "model.voxel_map.reference_showers=256", head="hurdle_weibull", prior="fitted", voxel_map="quantile")
     L.seed_everything(0)
     trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path,
                         callbacks=[L.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)])
     trainer.fit(model, data, data)
-    marginals = model.generator.marginals
-    assert marginals.active
+    vmap = model.generator.voxel_map
+    assert vmap.active
     model.eval()
     energies_ = torch.full((256,), 4096.0)
     out = model.sample(energies_, torch.Generator().manual_seed(1))
     assert out.min() >= 0 and not torch.any((out > 0) & (out < THRESHOLD))
-    with marginals.disabled():
+    with vmap.disabled():
         raw = model.sample(energies_, torch.Generator().manual_seed(1))
     # the map moves energies, never creates a hit (it may push one below the threshold, which is cut)
     assert not torch.equal(out, raw) and not torch.any((out > 0) & (raw == 0))
@@ -122,12 +131,12 @@ def test_training_fits_the_calibration_on_validation_showers_and_checkpoints_it(
     assert torch.equal(loaded.sample(energies_, torch.Generator().manual_seed(1)), out)
 
 
-def test_checkpoint_from_before_the_calibration_still_loads(tmp_path):
-    model = make_model(decoder={"output": "hurdle"}, readout_threshold_mev=THRESHOLD)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("generator.marginals.")}
+def test_checkpoint_from_before_the_voxel_map_still_loads(tmp_path):
+    model = make_model(f"model.readout_threshold_mev={THRESHOLD}", head="hurdle_lognormal", voxel_map="quantile")
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("generator.voxel_map.")}
     checkpoint = {"state_dict": state, "hyper_parameters": dict(model.hparams),
                   "pytorch-lightning_version": L.__version__}
     path = tmp_path / "old.ckpt"
     torch.save(checkpoint, path)
     loaded = CaloVAE.load_from_checkpoint(path)
-    assert not loaded.generator.marginals.active
+    assert not loaded.generator.voxel_map.active
