@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from detsim.io import count_showers, write_showers
-from detsim.tracking_server import PID_FILE, stop
+from detsim.tracking.server import PID_FILE, stop
 from prod_support import cli_env, compose_train, tiny_overrides, tiny_shower_file
 
 PYTHON = sys.executable

@@ -18,6 +18,7 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from detsim.cli.console import tidy_console
 from detsim.errors import ConfigError, DetsimError
 from detsim.paths import config_dir
 
@@ -91,6 +92,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
     def wrap(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
         def guarded(cfg: DictConfig) -> Any:
+            tidy_console()
             try:
                 return task(cfg)
             except DetsimError as exc:
@@ -99,6 +101,17 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
                 _remove_bare_run_dir()
                 user_error(exc)
 
-        return hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded)
+        hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded)
+
+        @functools.wraps(task)
+        def entry() -> Any:
+            if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+                from detsim.cli.help import app_help
+
+                print(app_help(os.path.basename(sys.argv[0]) or config_name, config_name))
+                return None
+            return hydra_main()
+
+        return entry
 
     return wrap

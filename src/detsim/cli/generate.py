@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from detsim.cli.app import hydra_app, positive_int
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.generate import generate_to_file, incident_energies, load_generator, use_compile
 from detsim.io import file_format
 from detsim.io.writer import check_output_file
