@@ -32,7 +32,7 @@ TARGETS = {"batch10k_showers_per_s": 250_000, "batch1_ms_per_shower": 0.5, "onnx
 
 
 def build_generator(dataset: int) -> torch.nn.Module:
-    from detsim.confutil import model_kwargs
+    from detsim.config import model_kwargs
     from detsim.models.vae import CaloVAE
 
     torch.manual_seed(0)
@@ -105,7 +105,7 @@ def profile_eager(gen: torch.nn.Module, batch: int) -> None:
 
 def simulator_ratio(gen: torch.nn.Module, dataset: int, rates: dict[str, float]) -> None:
     """Showers/s of detsim's reference simulator on the model's geometry, and each runtime's ratio to it."""
-    from detsim.confutil import compose_config
+    from detsim.config import compose_config
     from detsim.sim import quick_sample
 
     cfg = compose_config("train", [f"experiment={EXPERIMENTS[dataset]}"])

@@ -23,7 +23,7 @@ GEOMETRY = "calochallenge_ds1_photons"
 
 def model_cfg(name: str, geometry: str = GEOMETRY) -> dict[str, Any]:
     """`model=<name>` as `detsim-train` composes it (defaults lists included), as CaloVAE keyword arguments."""
-    from detsim.confutil import model_kwargs
+    from detsim.config import model_kwargs
 
     detector = OmegaConf.load(config_dir() / "detector" / "atlas_lar_pb.yaml")
     return model_kwargs([f"model={name}", f"geometry={geometry}",

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from detsim.confutil import compose_config
+from detsim.config import compose_config
 from detsim.errors import ConfigError
 from detsim.models.vae import CaloVAE
 from detsim.models.vae.export import example_inputs, export, input_names

@@ -15,7 +15,7 @@ from detsim.cli.generate import generate
 from detsim.errors import ConfigError, DataFileError
 from detsim.generate import generate_to_file, incident_energies, load_generator
 from detsim.io import read_showers
-from detsim.confutil import model_kwargs
+from detsim.config import model_kwargs
 from detsim.models.vae import CaloVAE
 from detsim.paths import config_dir
 

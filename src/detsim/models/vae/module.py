@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.models.vae import compat, losses
