@@ -233,21 +233,20 @@ class QuantileVoxelMap(VoxelMap):
             return self._map_rows(y, bins)
         order = torch.argsort(bins)
         counts = torch.bincount(bins, minlength=self.n_bins).tolist()
-        ys, out = y[order], torch.empty_like(y)
+        ys = y[order]
         start = 0
         for b, n in enumerate(counts):
             if n:
-                rows = slice(start, start + n)
-                ys[rows] = self._map_bin(ys[rows], b)
+                self._map_bin(ys[start : start + n], b)
                 start += n
-        return out.index_copy_(0, order, ys)
+        return torch.empty_like(y).index_copy_(0, order, ys)
 
     def _map_bin(self, y: torch.Tensor, b: int) -> torch.Tensor:
-        """`map_log` for rows y (n, V) all in bin b."""
+        """`map_log` in place for rows y (n, V) all in bin b."""
         n_vox, n_grid = self.table.shape[1], self.table.shape[2]
         t = self.offset[b].addcmul(y, self.inv_step[b]).clamp_(0.0, n_grid - 1.0 - 1e-3)
         idx = t.to(torch.int64).add_(torch.arange(0, n_vox * n_grid, n_grid, device=y.device))
-        return torch.addcmul(self.table[b].reshape(-1).take(idx), self.step[b].reshape(-1).take(idx), t.frac_())
+        return torch.addcmul(self.table[b].reshape(-1).take(idx), self.step[b].reshape(-1).take(idx), t.frac_(), out=y)
 
     def _map_rows(self, y: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """`map_log` as one gather over all rows (bins (N,) any mix)."""
