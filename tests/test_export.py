@@ -53,7 +53,7 @@ def default_onnx(tmp_path_factory) -> Path:
     """The default-config fixture (Weibull hurdle head, fitted prior, quantile map) through the real CLI."""
     out = tmp_path_factory.mktemp("export") / "generator.onnx"
     proc = subprocess.run([sys.executable, "-m", "detsim.cli.export", f"ckpt={FIXTURES / 'calo_vae_default_v0.ckpt'}",
-                           "format=onnx", f"out={out}", f"hydra.run.dir={out.parent}"],
+                           "format=onnx", f"out={out}", f"hydra.run.dir={out.parent / 'run'}"],
                           capture_output=True, text=True, cwd=out.parent, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "inputs incident_energy, normal, uniform -> showers" in proc.stdout
@@ -152,6 +152,7 @@ def test_bad_format_is_a_one_line_user_error(tmp_path):
     with pytest.raises(ConfigError, match="format expected one of .*found 'tflite'"):
         export_model(cfg)
     proc = subprocess.run([sys.executable, "-m", "detsim.cli.export", f"ckpt={tmp_path / 'missing.ckpt'}",
-                           f"out={tmp_path / 'g.onnx'}", f"hydra.run.dir={tmp_path}"],
+                           f"out={tmp_path / 'g.onnx'}", f"hydra.run.dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 2 and "missing.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "missing.ckpt" in proc.stderr and "Traceback" not in proc.stderr
