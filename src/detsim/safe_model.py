@@ -124,6 +124,7 @@ def load_logged_model(uri: str, tracking_uri: str, device: str = "cpu") -> tuple
 
     import mlflow
 
+    mlflow.set_tracking_uri(tracking_uri)  # `runs:/` finds a run's logged models through the global store
     with tempfile.TemporaryDirectory(prefix="detsim-model-") as tmp:
         try:
             folder = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri)

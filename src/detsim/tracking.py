@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -231,7 +232,10 @@ def log_dataset_inputs(client: Any, run_id: str, files: Mapping[str, Path], cont
 
     inputs = []
     for name, path in files.items():
-        dataset = MetaDataset(resolve_dataset_source(path.as_uri()), name=f"{name}:{path.name}", digest=file_digest(path))
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(path.as_uri())
+        dataset = MetaDataset(source, name=f"{name}:{path.name}", digest=file_digest(path))
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)]))
     if inputs:
         client.log_inputs(run_id, datasets=inputs)
