@@ -40,7 +40,7 @@ lock: $(STAMP)                 ## pin every dependency (torch aside) into requir
 	$(BIN)/python docker/make_lock.py
 
 mlflow-server: $(STAMP)        ## MLflow server on 127.0.0.1: sqlite backend + artifact root in $(MLFLOW_DIR)/
-	$(BIN)/python -m detsim.tracking_server start --dir $(MLFLOW_DIR) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+	$(BIN)/python -m detsim.tracking.server start --dir $(MLFLOW_DIR) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 
 mlflow-server-stop:            ## stop the server started by `make mlflow-server` (by its PID file)
-	$(BIN)/python -m detsim.tracking_server stop --dir $(MLFLOW_DIR)
+	$(BIN)/python -m detsim.tracking.server stop --dir $(MLFLOW_DIR)

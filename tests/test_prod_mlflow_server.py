@@ -16,7 +16,7 @@ from detsim.cli.train import train
 from prod_support import compose_train, tiny_overrides, tiny_shower_file
 
 PLOTS = [
-    "+callbacks.validation_plots._target_=detsim.models.validation_plots.ValidationPlots",
+    "+callbacks.validation_plots._target_=detsim.eval.validation_plots.ValidationPlots",
     "+callbacks.validation_plots.every_n_epochs=1",
     "+callbacks.validation_plots.max_showers=64",
     "+callbacks.validation_plots.n_bins=10",

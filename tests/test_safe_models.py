@@ -14,7 +14,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from detsim import tracking_server
+from detsim.tracking import server as tracking_server
 from detsim.cli.train import train
 from detsim.errors import ConfigError
 from detsim.generate import generate_to_file, incident_energies, load_generator

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from detsim.errors import ConfigError, DataFileError
 from detsim.io import iter_showers, open_writer
 from detsim.safe_model import load_logged_model, load_model_dir
-from detsim.security import check_targets, load_checkpoint
+from detsim.security import allowed_name, check_targets, load_checkpoint
 from detsim.showers import CaloShowers
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -79,7 +79,7 @@ def _from_checkpoint(path: Path, device: str) -> LoadedGenerator:
     if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise DataFileError(path, "hyper_parameters", "a CaloVAE checkpoint (hyper_parameters and state_dict)",
                             "neither" if hparams is None else type(hparams).__name__)
-    check_targets({"_target_": f"{CaloVAE.__module__}.{CaloVAE.__qualname__}", **hparams}, path)
+    check_targets({"_target_": allowed_name(CaloVAE), **hparams}, path)
     try:
         model = CaloVAE(**hparams)
         model.on_load_checkpoint(checkpoint)
@@ -94,11 +94,10 @@ def _from_checkpoint(path: Path, device: str) -> LoadedGenerator:
 
 def _from_mlflow(uri: str, tracking_uri: str | None, device: str) -> LoadedGenerator:
     """Download the model's files (no deserialisation), refuse a non-safe format, rebuild from weights."""
+    import mlflow
     from mlflow.tracking import MlflowClient
 
-    from detsim.tracking import resolve_tracking_uri
-
-    store = resolve_tracking_uri(tracking_uri)
+    store = tracking_uri or mlflow.get_tracking_uri()  # the CLI resolves detsim's default store (detsim.tracking)
     module, config, meta = load_logged_model(uri, store, device)
     info = _model_provenance(config) | _registry_version(MlflowClient(store), uri)
     run_id = meta.get("run_id") or _run_id_from_uri(uri)

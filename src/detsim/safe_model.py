@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from detsim.errors import DataFileError
-from detsim.security import check_targets
+from detsim.security import allowed_name, check_targets
 
 FLAVOR = "detsim"
 FORMAT_VERSION = 1
@@ -42,7 +42,8 @@ class UnsafeModelError(DataFileError):
 
 
 def _class_path(obj: Any) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+    """The public, allow-listed name of the model's class (else its module path, which the check refuses)."""
+    return allowed_name(type(obj)) or f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _plain(value: Any) -> Any:

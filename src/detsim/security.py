@@ -48,10 +48,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 # detsim gains a model or backbone.
 ALLOWED_TARGETS: frozenset[str] = frozenset({
     "detsim.models.vae.CaloVAE",
+    *(f"detsim.models.vae.heads.{name}" for name in ("SigmoidHead", "LogNormalHurdleHead", "WeibullHurdleHead")),
+    *(f"detsim.models.vae.prior.{name}" for name in ("StandardPrior", "FittedPrior", "AggregatePrior")),
+    *(f"detsim.models.vae.voxel_map.{name}" for name in ("IdentityVoxelMap", "AffineVoxelMap", "QuantileVoxelMap")),
     "detsim.models.pid.ParticleIdClassifier",
     "detsim.models.shower_cnn.build_shower_cnn",
     "detsim.models.shower_cnn.MLPBackbone",
 })
+
+
+def allowed_name(cls: type) -> str | None:
+    """The allow-listed dotted name under which `cls` is importable (its public path), or None."""
+    import importlib
+
+    for name in sorted(ALLOWED_TARGETS):
+        module_name, _, attr = name.rpartition(".")
+        module = importlib.import_module(module_name)  # allow-listed detsim modules only
+        if getattr(module, attr, None) is cls:
+            return name
+    return None
 
 
 class DisallowedTargetError(DataFileError):

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import hydra
 from omegaconf import DictConfig
 
+from detsim.cli.console import tidy_console
 from detsim.errors import DetsimError
 from detsim.paths import config_dir
 
@@ -26,6 +27,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
     def wrap(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
         def guarded(cfg: DictConfig) -> Any:
+            tidy_console()
             try:
                 return task(cfg)
             except DetsimError as exc:
@@ -34,6 +36,17 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
                 print(f"detsim error: {exc}", file=sys.stderr)
                 sys.exit(USER_ERROR_EXIT)
 
-        return hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded)
+        hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded)
+
+        @functools.wraps(task)
+        def entry() -> Any:
+            if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+                from detsim.cli.help import app_help
+
+                print(app_help(os.path.basename(sys.argv[0]) or config_name, config_name))
+                return None
+            return hydra_main()
+
+        return entry
 
     return wrap

@@ -59,7 +59,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         write_plots(result, out_dir, tuple(cfg.labels), int(cfg.plots.dpi))
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.log_mlflow:
-        from detsim.tracking import flatten_config, parent_run_tags
+        from detsim.tracking import default_artifact_location, flatten_config, parent_run_tags, resolve_tracking_uri
 
         tags = {"detsim.task": "evaluate", "geometry": geometry.name} | parent_run_tags()
         attrs = generation_attrs(cfg.generated)
@@ -68,9 +68,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             tags["generating_run_id"] = parent
             tags["detsim.training_run_id"] = parent
         tags.update({f"detsim.generated.{key}": attrs[key] for key in LINKED_ATTRS if key in attrs})
+        uri = resolve_tracking_uri(cfg.get("tracking_uri"))
         run_id = log_to_mlflow(
-            metrics, out_dir, cfg.get("tracking_uri"), str(cfg.experiment_name),
-            params=flatten_config(cfg), tags=tags, run_name=cfg.get("run_name"), link_run_id=parent,
+            metrics, out_dir, uri, str(cfg.experiment_name), params=flatten_config(cfg), tags=tags,
+            run_name=cfg.get("run_name"), link_run_id=parent,
+            artifact_location=default_artifact_location(uri, str(cfg.experiment_name)),
         )
         console.log(f"MLflow run {run_id}")
     print_summary(metrics)

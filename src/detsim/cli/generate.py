@@ -6,13 +6,16 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from detsim.cli.app import hydra_app
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.generate import generate_to_file, incident_energies, load_generator, use_compile
 
 
 def generate(cfg: DictConfig) -> str:
     """Run one generation from a composed `conf/generate.yaml`; return the output path."""
-    loaded = load_generator(cfg.ckpt, tracking_uri=cfg.get("tracking_uri"), device=cfg.get("device", "cpu"))
+    from detsim.tracking import resolve_tracking_uri
+
+    loaded = load_generator(cfg.ckpt, tracking_uri=resolve_tracking_uri(cfg.get("tracking_uri")),
+                            device=cfg.get("device", "cpu"))
     root = to_plain(cfg.get("root"))
     spectrum = to_plain(cfg.get("spectrum"))
     energies = incident_energies(

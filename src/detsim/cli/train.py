@@ -14,6 +14,8 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from detsim.cli.console import output_is_terminal
+from detsim.training.progress import EpochLines
 from detsim.cli.app import hydra_app
 from detsim.errors import ConfigError
 from detsim.security import checked_output_dir, load_checkpoint
@@ -80,12 +82,28 @@ def previous_run_id(out_dir: Path, ckpt_path: str | None) -> str | None:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """Every entry of `cfg.callbacks` with a `_target_`; `null` entries switch one off."""
+    """Every entry of `cfg.callbacks` with a `_target_`; `null` entries switch one off.
+
+    `trainer.enable_progress_bar=false` alone switches the progress bar off: Lightning refuses a progress-bar
+    callback beside it, and a user should not have to know the second key. Output that is not a terminal (batch
+    logs) gets one plain line per epoch instead of a live bar (see `progress_bar_enabled`)."""
+    bar = progress_bar_enabled(cfg)
     callbacks: list[L.Callback] = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
-        if cb_cfg is not None and "_target_" in cb_cfg:
-            callbacks.append(instantiate(cb_cfg))
+        if cb_cfg is None or "_target_" not in cb_cfg:
+            continue
+        callback = instantiate(cb_cfg)
+        if isinstance(callback, L.callbacks.ProgressBar) and not bar:
+            continue
+        callbacks.append(callback)
+    if not bar and cfg.get("trainer", {}).get("enable_progress_bar", True):
+        callbacks.append(EpochLines())
     return callbacks
+
+
+def progress_bar_enabled(cfg: DictConfig) -> bool:
+    """A live bar only when asked for and when a terminal shows it."""
+    return bool(cfg.get("trainer", {}).get("enable_progress_bar", True)) and output_is_terminal()
 
 
 def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: Any, logger_cfg: Any,
@@ -105,7 +123,7 @@ def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: An
     from mlflow.models import Model, infer_signature
 
     from detsim import safe_model
-    from detsim.security import ALLOWED_TARGETS
+    from detsim.security import allowed_name
 
     module, example = model.mlflow_model()
     module = module.cpu().eval()
@@ -113,10 +131,9 @@ def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: An
         output = module(torch.as_tensor(example)).numpy()
     signature = infer_signature(example, output)
     model_format = str(logger_cfg.get("model_format", "safe"))
-    class_path = f"{type(model).__module__}.{type(model).__qualname__}"
-    if model_format == "safe" and class_path not in ALLOWED_TARGETS:
+    if model_format == "safe" and allowed_name(type(model)) is None:
         log.warning("model class %s is not in detsim.security.ALLOWED_TARGETS: logging MLflow's pickled "
-                    "PyTorch flavour, which detsim-generate will not load", class_path)
+                    "PyTorch flavour, which detsim-generate will not load", type(model).__qualname__)
         model_format = "pickle"
     mlflow.set_tracking_uri(logger._tracking_uri)
     # nested when a caller's run is active (pipelines/g2net.py trains inside its parent run)
@@ -170,16 +187,17 @@ def train(cfg: DictConfig) -> float | None:
     logger = None
     if cfg.get("logger"):
         run_id = previous_run_id(out_dir, ckpt_path)
-        logger = make_mlflow_logger(cfg.logger, run_name=cfg.get("run_name"), run_id=run_id)
+        logger = make_mlflow_logger(cfg.logger, run_id=run_id)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")  # plain hparams: checkpoints stay weights_only-loadable
     callbacks = build_callbacks(cfg)
     if logger is not None and cfg.logger.get("train_metrics_every_epoch", True):
-        from detsim.epoch_metrics import LogTrainMetricsAtEpochEnd
+        from detsim.training.epoch_metrics import LogTrainMetricsAtEpochEnd
 
         callbacks.append(LogTrainMetricsAtEpochEnd())
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir)
+        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir),
+        enable_progress_bar=progress_bar_enabled(cfg),
     )
     monitor = None
     if logger is not None and trainer.global_rank == 0:
@@ -219,7 +237,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _preempted(trainer: L.Trainer) -> bool:
-    from detsim.faults import PreemptionStop
+    from detsim.training.faults import PreemptionStop
 
     return any(isinstance(cb, PreemptionStop) and cb.handled for cb in trainer.callbacks)
 

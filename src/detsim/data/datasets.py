@@ -116,7 +116,8 @@ class StreamingShowerDataset(IterableDataset):
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
-        self.path, self.ranges, self.batch_size = str(path), list(ranges), int(batch_size)
+        self.path = path if isinstance(path, tuple) else str(path)  # a tuple: shards read as one set
+        self.ranges, self.batch_size = list(ranges), int(batch_size)
         self.n_voxels, self.rules, self.root_layout = n_voxels, rules, root_layout
         self.chunk_size, self.shuffle, self.shuffle_buffer = int(chunk_size), shuffle, int(shuffle_buffer)
         self.seed, self.num_workers = int(seed), int(num_workers)

@@ -51,28 +51,27 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 def log_to_mlflow(
     metrics: Mapping[str, Any],
     out_dir: str | Path,
-    tracking_uri: str | None,
+    tracking_uri: str,
     experiment_name: str,
     params: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
     run_name: str | None = None,
     link_run_id: str | None = None,
+    artifact_location: str | None = None,
 ) -> str:
     """Open one run, log params, metrics and every file under out_dir as artifacts; return its run id.
 
     link_run_id: the training run of the generating model; when the store knows it, the evaluation goes
-    into that run's experiment (beside the model it judges), else into `experiment_name`.
+    into that run's experiment (beside the model it judges), else into `experiment_name` (created with
+    `artifact_location` if new). `tracking_uri` is resolved by the caller (detsim.tracking).
     """
     import mlflow
 
-    from detsim.tracking import default_artifact_location, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(tracking_uri)
     experiment_id = _experiment_of_run(link_run_id)
     if experiment_id is None:
         if mlflow.get_experiment_by_name(experiment_name) is None:
-            mlflow.create_experiment(experiment_name, artifact_location=default_artifact_location(uri, experiment_name))
+            mlflow.create_experiment(experiment_name, artifact_location=artifact_location)
         experiment_id = mlflow.get_experiment_by_name(experiment_name).experiment_id
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})) as run:
         if params:
