@@ -1,6 +1,9 @@
 # detsim developer and user entry points. `make run` and `make test` are the README's two commands.
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
+# TORCH_INDEX: the wheel index torch comes from; empty = pip's default (PyPI: CUDA build on Linux, GBs of
+# nvidia-* wheels). CPU-only machines: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.detsim-installed
@@ -10,7 +13,7 @@ STAMP := $(VENV)/.detsim-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -40,7 +43,7 @@ lock: $(STAMP)                 ## pin every dependency (torch aside) into requir
 	$(BIN)/python docker/make_lock.py
 
 mlflow-server: $(STAMP)        ## MLflow server on 127.0.0.1: sqlite backend + artifact root in $(MLFLOW_DIR)/
-	$(BIN)/python -m detsim.tracking_server start --dir $(MLFLOW_DIR) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+	$(BIN)/python -m detsim.tracking.server start --dir $(MLFLOW_DIR) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 
 mlflow-server-stop:            ## stop the server started by `make mlflow-server` (by its PID file)
-	$(BIN)/python -m detsim.tracking_server stop --dir $(MLFLOW_DIR)
+	$(BIN)/python -m detsim.tracking.server stop --dir $(MLFLOW_DIR)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from detsim.eval.classifier import two_sample_test
+from detsim.eval.two_sample import two_sample_test
 from detsim.eval.features import ShowerFeatures, low_level_inputs
 from detsim.eval.report import write_plots
 from detsim.eval.suite import backbone_factory, evaluate_showers

@@ -27,19 +27,13 @@ from detsim.paths import config_dir
 GEOMETRY = "calochallenge_ds1_photons"
 
 
-def model_cfg(name: str) -> dict[str, Any]:
-    """A `conf/model/<name>.yaml` (with its defaults list merged) as CaloVAE keyword arguments."""
-    node = OmegaConf.load(config_dir() / "model" / f"{name}.yaml")
-    base = OmegaConf.create()
-    for parent in node.pop("defaults", []):
-        if parent != "_self_":
-            base = OmegaConf.merge(base, OmegaConf.load(config_dir() / "model" / f"{parent}.yaml"))
-    cfg = OmegaConf.to_container(OmegaConf.merge(base, node))
-    cfg.pop("_target_", None)
-    cfg["geometry"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "geometry" / f"{GEOMETRY}.yaml"))
+def model_cfg(name: str, geometry: str = GEOMETRY) -> dict[str, Any]:
+    """`model=<name>` as `detsim-train` composes it (defaults lists included), as CaloVAE keyword arguments."""
+    from detsim.config import model_kwargs
+
     detector = OmegaConf.load(config_dir() / "detector" / "atlas_lar_pb.yaml")
-    cfg["readout_threshold_mev"] = float(detector.threshold_MeV)
-    return cfg
+    return model_kwargs([f"model={name}", f"geometry={geometry}",
+                         f"model.readout_threshold_mev={float(detector.threshold_MeV)}"])
 
 
 def best_time(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
@@ -91,7 +85,7 @@ class MarginalsOff(torch.nn.Module):
         self.generator = generator
 
     def forward(self, energies: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        with self.generator.marginals.disabled():
+        with self.generator.voxel_map.disabled():
             return self.generator(energies, gen)
 
 
@@ -100,7 +94,7 @@ def fit_marginals_to_simulation(model: torch.nn.Module, device: str, n: int = 20
 
     sim = quick_sample(geometry=GEOMETRY, particle="photon", n=n, seed=2)
     with torch.inference_mode():
-        model.fit_marginals(torch.as_tensor(sim.incident_energy, device=device),
+        model.fit_voxel_map(torch.as_tensor(sim.incident_energy, device=device),
                             torch.as_tensor(sim.showers, device=device))
 
 
@@ -119,7 +113,7 @@ def bench_generation(device: str, batch: int, repeats: int, compile: bool) -> No
         model = CaloVAE(**model_cfg(name)).to(device).eval()
         gen = torch.Generator(device=device).manual_seed(0)
         variants = [(name, model.generator)]
-        if model.generator.marginals.kind != "none":
+        if model.hparams["voxel_map"]["_target_"].endswith("QuantileVoxelMap"):
             # an unfitted calibration is skipped: fit it (to simulator showers, as training does with the
             # validation set) so the default is timed with its per-voxel map, and time it without as well
             fit_marginals_to_simulation(model, device)

@@ -8,18 +8,25 @@ callbacks, and prints the wall-time ratio (measured in the same process, so the 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
-from prod_support import compose_train, tiny_shower_file  # noqa: E402
-
-from detsim.cli.train import train  # noqa: E402
+from detsim.cli.train import train
+from detsim.io import write_showers
+from detsim.paths import config_dir
+from detsim.sim import quick_sample
 
 PROD = ["finite_loss", "rng_state", "preemption"]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The `detsim-train` config as the CLI composes it."""
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("train", overrides=overrides)
 
 
 def run(tmp: Path, data: Path, epochs: int, with_prod: bool, tag: str) -> float:
@@ -42,7 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        data = tiny_shower_file(tmp, n=args.n)
+        data = tmp / "showers.h5"
+        write_showers(data, quick_sample("calochallenge_ds1_photons", "photon", n=args.n, seed=3))
         run(tmp, data, 1, True, "warmup")
         base, prod = [], []
         for rep in range(args.repeat):  # alternate, keep the fastest of each: shared machines are noisy

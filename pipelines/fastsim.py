@@ -16,7 +16,6 @@ import mlflow
 from omegaconf import DictConfig
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stages import child_env, cli, console, log_child_run, run_stage  # noqa: E402
 
@@ -55,7 +54,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
                 seconds += run_stage(
                     f"simulate {key}",
                     [cli("detsim-simulate"), *common, f"particle={cfg.particle}", f"n={n}", f"seed={seed}",
-                     f"out={files[key]}", *extra["simulate"]],
+                     f"out={files[key]}", f"hydra.run.dir={out / 'simulate' / key}", *extra["simulate"]],
                     env,
                 )
             metrics["simulate_seconds"] = seconds
@@ -65,7 +64,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
             metrics["train_seconds"] = run_stage(
                 "train",
                 [cli("detsim-train"), f"experiment={cfg.experiment}", *common, f"data.path={files['showers']}",
-                 f"seed={cfg.seed}", f"paths.output_dir={out / 'train'}", "run_name=train",
+                 f"seed={cfg.seed}", f"paths.output_dir={out / 'train'}", "logger.run_name=train",
                  f"logger.experiment_name={cfg.experiment_name}", *extra["train"]],
                 env,
             )
@@ -85,7 +84,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
             metrics["evaluate_seconds"] = run_stage(
                 "evaluate",
                 [cli("detsim-evaluate"), *common, f"reference={files['reference']}", f"generated={files['generated']}",
-                 f"out_dir={out / 'eval'}", "run_name=evaluate", f"experiment_name={cfg.experiment_name}",
+                 f"out_dir={out / 'eval'}", f"hydra.run.dir={out / 'eval'}", "run_name=evaluate", f"experiment_name={cfg.experiment_name}",
                  *extra["evaluate"]],
                 env,
             )
@@ -107,9 +106,10 @@ def report(out: Path, uri: str, run_id: str, metrics: dict[str, float]) -> None:
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4g}")
     console.print(table)
-    console.print(f"Results: {out}")
-    console.print(f"MLflow parent run {run_id} in {uri}")
-    console.print(f"See it: [bold]{cli('mlflow')} ui --backend-store-uri {uri}[/bold]  (then open http://127.0.0.1:5000)")
+    console.print(f"Results: {out}", soft_wrap=True)
+    console.print(f"MLflow parent run {run_id} in {uri}", soft_wrap=True)
+    console.print(f"See it: [bold]{cli('mlflow')} ui --backend-store-uri {uri}[/bold]  (then open http://127.0.0.1:5000)",
+                  soft_wrap=True)
 
 
 @hydra.main(config_path=str(config_dir()), config_name="fastsim", version_base="1.3")

@@ -25,12 +25,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from detsim.cli.train import train
-from detsim.eval.gw_report import efficiency_figure, format_table, roc_figure, snr_binned_table
-from detsim.eval.matched_filter import baseline_scores
-from detsim.eval.roc import roc_auc
+from detsim.gw.report import efficiency_figure, format_table, roc_figure, snr_binned_table
+from detsim.gw.matched_filter import baseline_scores
+from detsim.metrics.roc import roc_auc
 from detsim.paths import config_dir
 from detsim.security import load_checkpoint
-from detsim.sim.gw import synthesise
+from detsim.gw import synthesise
 from detsim.tracking import flatten_config, resolve_tracking_uri
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     mlflow.set_experiment("detsim")
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         sim_cfg = compose("simulate", overrides=["simulator=gw", f"n={args.n}", f"seed={args.seed}", f"out={out}/data"])
-        train_cfg = compose("train", overrides=[f"experiment={args.experiment}", f"data.data_dir={out}/data",
+        train_cfg = compose("train", overrides=[f"experiment={args.experiment}", f"data.path={out}/data",
                                                 f"data.whitener_out={out}/whitener.npz", f"paths.output_dir={out}/train",
                                                 f"logger.tracking_uri={uri}", f"seed={args.seed}", *args.train_override])
     bank_path = config_dir() / "gw" / "bank" / f"{args.bank}.yaml"

@@ -16,8 +16,10 @@ from pathlib import Path
 import mlflow
 from rich.console import Console
 
+from detsim.cli.console import tidy_console
 from detsim.errors import DetsimError
 
+tidy_console()  # before the Console exists: it reads the width once
 console = Console()
 
 
@@ -30,7 +32,7 @@ def cli(name: str) -> str:
 def run_stage(name: str, argv: list[str], env: dict[str, str]) -> float:
     """Run one stage, streaming its output; return its wall time. A failing stage stops the pipeline."""
     console.rule(f"[bold]{name}")
-    console.print(" ".join(argv), style="dim")
+    console.print(" ".join(argv), style="dim", soft_wrap=True)  # a command must copy whole
     start = time.perf_counter()
     result = subprocess.run(argv, env=env)
     seconds = time.perf_counter() - start

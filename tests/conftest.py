@@ -7,6 +7,7 @@ Torch runs single-threaded in tests: the models here are tiny, and two intra-op 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,47 @@ def write_photon_sample(tmp_path_factory: pytest.TempPathFactory, n: int, seed: 
     path = tmp_path_factory.mktemp("showers") / "showers.h5"
     write_showers(path, quick_sample(geometry="calochallenge_ds1_photons", particle="photon", n=n, seed=seed))
     return path
+
+
+# --- no test writes outside its tmp_path -----------------------------------------------------------------
+_NOISE = ("__pycache__", ".pytest_cache", ".venv/", ".egg-info", ".import_linter_cache")
+
+
+def repository_state() -> set[str] | None:
+    """Every changed, untracked or ignored path of the checkout (caches aside); None outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return {line for line in done.stdout.splitlines() if not any(n in line for n in _NOISE)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STATE_KEY] = repository_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_STATE_KEY, None)
+    after = repository_state()
+    if before is None or after is None or hasattr(session.config, "workerinput"):
+        return
+    new = sorted(after - before)
+    if new:
+        print("\nthe tests changed the repository tree (a test wrote outside its tmp_path):\n  " + "\n  ".join(new[:20]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_STATE_KEY = pytest.StashKey[set[str] | None]()
+
+
+def vae_kwargs(*overrides: str, model: str = "calo_vae", head: str | None = None, prior: str | None = None,
+               voxel_map: str | None = None, geometry: str = "calochallenge_ds1_photons") -> dict:
+    """CaloVAE keyword arguments as `detsim-train model=<model>` composes them; head / prior / voxel_map
+    pick an option of `conf/model/vae/<group>/`; `overrides` are Hydra overrides (`model.latent_dim=4`)."""
+    from detsim.config import model_kwargs
+
+    groups = [f"model/vae/{g}@model.{g}={v}" for g, v in (("head", head), ("prior", prior), ("voxel_map", voxel_map)) if v]
+    return model_kwargs([f"model={model}", f"geometry={geometry}", *groups, *overrides])

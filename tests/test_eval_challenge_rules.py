@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from detsim.errors import ConfigError
-from detsim.eval.classifier import fit_classifier
+from detsim.eval.two_sample import fit_classifier
 from detsim.eval.suite import evaluate_showers
 from detsim.geometry import load_geometry
 from detsim.paths import config_dir

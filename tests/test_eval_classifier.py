@@ -128,7 +128,7 @@ def test_non_finite_generated_showers_are_an_error_not_auc_one_half():
     from torch import nn
 
     from detsim.errors import DetsimError
-    from detsim.eval.classifier import two_sample_test
+    from detsim.eval.two_sample import two_sample_test
 
     reference = np.random.default_rng(0).random((50, 4))
     generated = np.full((50, 4), np.nan)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detsim.eval.calibration import IsotonicCalibrator, pool_adjacent_violators
-from detsim.eval.roc import (RocCurve, auc_difference, background_rejection, binary_cross_entropy, jsd_from_bce,
+from detsim.metrics.isotonic import IsotonicCalibrator
+from detsim.metrics.roc import (RocCurve, auc_difference, background_rejection, binary_cross_entropy, jsd_from_bce,
                              roc_auc)
-from detsim.eval.separation import Binning, compare_features, reference_binning, separation_power
+from detsim.metrics.separation import Binning, compare_features, reference_binning, separation_power
 
 
 def test_separation_power_limits():
@@ -82,10 +82,15 @@ def test_background_rejection_at_signal_efficiency():
     assert background_rejection(labels, scores, 0.9) == pytest.approx(1 / curve.fpr_at_tpr(0.9))
 
 
-def test_pav_gives_the_monotone_least_squares_fit():
-    fitted = pool_adjacent_violators(np.array([1.0, 3.0, 2.0, 4.0, 0.0]))
-    assert fitted.tolist() == pytest.approx([1.0, 2.25, 2.25, 2.25, 2.25])  # 3,2,4,0 pool to their mean
-    assert np.all(np.diff(fitted) >= 0)
+def test_isotonic_calibration_is_monotone_and_tracks_the_true_probability():
+    """Labels drawn with P(1 | s) = s**2: the calibrated map must follow s**2, not the raw score."""
+    rng = np.random.default_rng(5)
+    scores = rng.random(20000)
+    labels = (rng.random(20000) < scores**2).astype(float)
+    cal = IsotonicCalibrator.fit(scores, labels)
+    grid = np.array([0.2, 0.5, 0.8])
+    assert cal.predict(grid) == pytest.approx(grid**2, abs=0.05)
+    assert np.all(np.diff(cal.predict(np.linspace(0, 1, 101))) >= 0)
 
 
 def test_isotonic_calibration_agrees_with_scikit_learn_when_present():

@@ -15,6 +15,7 @@ from detsim.cli.generate import generate
 from detsim.errors import ConfigError, DataFileError
 from detsim.generate import generate_to_file, incident_energies, load_generator
 from detsim.io import read_showers
+from detsim.config import model_kwargs
 from detsim.models.vae import CaloVAE
 from detsim.paths import config_dir
 
@@ -29,13 +30,7 @@ def reference(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(reference, tmp_path_factory):
     """The default model config after a few real Lightning steps, saved as a checkpoint."""
-    model_cfg = OmegaConf.load(config_dir() / "model" / "calo_vae_atlas.yaml")
-    model_cfg = OmegaConf.merge(model_cfg, {k: v for k, v in OmegaConf.load(config_dir() / "model" / "calo_vae.yaml").items()
-                                            if k != "defaults"})
-    kwargs = {k: v for k, v in OmegaConf.to_container(model_cfg).items() if k not in ("_target_", "geometry")}
-    kwargs["geometry"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "geometry" / "calochallenge_ds1_photons.yaml"))
-    kwargs["readout_threshold_mev"] = 0.02
-    model = CaloVAE(**kwargs)
+    model = CaloVAE(**model_kwargs(["model=calo_vae", "model.readout_threshold_mev=0.02"]))
     showers = read_showers(reference)
     batches = [{"incident_energy": torch.as_tensor(showers.incident_energy[i : i + 64]),
                 "showers": torch.as_tensor(showers.showers[i : i + 64])} for i in range(0, 256, 64)]

@@ -1,25 +1,20 @@
-"""The pycbc-free rebuild of synthetic GW samples (benchmarks/gw_bundle.py -> benchmarks/gw_device_run.py)
+"""The pycbc-free rebuild of synthetic GW samples (detsim/gw/study/bundle.py -> detsim/gw/study/device_run.py)
 reproduces what the pycbc simulator would make: same signal, requested SNR, same matched-filter statistic."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 
 import numpy as np
 import pytest
 
-from detsim.paths import project_root
 
 
 def _load(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, project_root() / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """A study module of `detsim.gw.study` by its old script name (gw_device_run -> device_run)."""
+    return importlib.import_module(f"detsim.gw.study.{name.removeprefix('gw_')}")
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +26,8 @@ def bundle(tmp_path_factory):
 
 def _pycbc_signal(bundle, split: str, i: int) -> np.ndarray:
     """The simulator's chain with pycbc polarisations at the sample's own inclination and phase."""
-    from detsim.sim.gw.synth import scaled_signal
-    from detsim.sim.gw.waveform import polarisations
+    from detsim.gw.synth import scaled_signal
+    from detsim.gw.waveform import polarisations
 
     a, sim = bundle.arrays, bundle.sim
     mass1, mass2, spin1z, spin2z = map(float, a[f"{split}_wave_intrinsic"][a[f"{split}_wave"][i]])
@@ -128,7 +123,7 @@ def test_redrawn_training_set_is_a_fresh_draw_of_the_same_priors(bundle):
 
 def test_bundled_bank_scores_like_the_pycbc_bank(bundle):
     """The bank stored in the bundle gives the template-bank matched filter without pycbc."""
-    from detsim.eval.template_bank import bank_parameters
+    from detsim.gw.template_bank import bank_parameters
 
     run = _load("gw_device_run")
     train, _ = run.rebuild_split(bundle, "train", bundle.size("train"), workers=1, progress=False)
@@ -158,7 +153,7 @@ def runs(tmp_path_factory):
 
 def test_ensemble_averages_member_logits_on_one_test_set(runs):
     """The ensemble score is the mean of the members' configured CNN scores, judged against the same matched filter."""
-    from detsim.eval.roc import roc_auc
+    from detsim.metrics.roc import roc_auc
 
     ensemble = _load("gw_ensemble")
     report = ensemble.main([str(runs / "seed1"), str(runs / "seed2"), "--out", str(runs / "ens")])
@@ -181,7 +176,7 @@ def test_ensemble_averages_member_logits_on_one_test_set(runs):
 
 
 def test_chirp_mass_of_equal_and_unequal_masses():
-    from detsim.eval.template_bank import chirp_mass
+    from detsim.gw.template_bank import chirp_mass
 
     assert chirp_mass(30.0, 30.0) == pytest.approx(30.0 * 2 ** -0.2)     # equal masses: m / 2^(1/5)
     assert chirp_mass(np.array([36.0]), np.array([29.0]))[0] == pytest.approx(28.1, abs=0.05)   # GW150914's source frame
@@ -198,7 +193,7 @@ def test_ensemble_refuses_runs_on_different_test_sets(runs):
 
 
 def test_packed_bundle_rounds_training_waves_and_keeps_the_test_split(bundle, tmp_path):
-    """benchmarks/gw_bundle_pack.py: int8 training waveforms within half a step of the float16 ones, a rounding
+    """detsim/gw/study/bundle_pack.py: int8 training waveforms within half a step of the float16 ones, a rounding
     error far below the injected SNR, and the test split, PSDs and configs untouched."""
     pack, run = _load("gw_bundle_pack"), _load("gw_device_run")
     full_path = tmp_path / "full.npz"
@@ -256,8 +251,7 @@ def test_device_run_imports_without_pycbc_hydra_or_mlflow():
 
     blocked = ["pycbc", "lal", "hydra", "omegaconf", "mlflow", "uproot"]
     code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
-            f"sys.path.insert(0, {str(project_root() / 'benchmarks')!r})\n"
-            "import gw_device_run, gw_ensemble, gw_bundle_pack\nprint('imported')")
+            "import detsim.gw.study.device_run, detsim.gw.study.ensemble, detsim.gw.study.bundle_pack\nprint('imported')")
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr
 

@@ -1,4 +1,4 @@
-"""Combining two detection statistics (detsim.eval.combine, benchmarks/gw_combine.py)."""
+"""Combining two detection statistics (detsim.metrics.combination, detsim/gw/study/combine.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detsim.eval.combine import crossfit_combination
-from detsim.eval.roc import roc_auc
+from detsim.metrics.combination import crossfit_combination
+from detsim.metrics.roc import roc_auc
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def _two_noisy_views(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -66,7 +65,7 @@ def test_bad_input_is_refused() -> None:
 
 
 def test_gw_combine_reports_the_combination_against_the_bound(tmp_path: Path) -> None:
-    import gw_combine
+    from detsim.gw.study import combine as gw_combine
 
     target, snr, a, b = _two_noisy_views(seed=4)
     bound = 4.0 * snr + np.random.default_rng(6).normal(size=len(target))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detsim.errors import DataFileError
-from detsim.io.g2net import pack_cache, read_cache, read_labels, read_sample, sample_path, write_labels, write_sample
+from detsim.gw.io import pack_cache, read_cache, read_labels, read_sample, sample_path, write_labels, write_sample
 
 
 def _layout(root, n=5, seed=0):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from detsim.io.g2net import read_labels, read_sample, sample_path
+from detsim.gw.io import read_labels, read_sample, sample_path
 from detsim.paths import config_dir
-from detsim.sim.gw.synth import SynthSpec, iter_block, synthesise
+from detsim.gw.synth import SynthSpec, iter_block, synthesise
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from detsim.cli.train import train
 from detsim.paths import config_dir
-from detsim.sim.gw.synth import synthesise
+from detsim.gw.synth import synthesise
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def g2net_dir(tmp_path_factory):
 def test_few_steps_log_to_mlflow(g2net_dir, tmp_path, experiment, extra):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     overrides = [*extra,
-        f"experiment={experiment}", f"data.data_dir={g2net_dir}", f"data.cache_path={tmp_path}/cache.h5",
+        f"experiment={experiment}", f"data.path={g2net_dir}", f"data.cache_path={tmp_path}/cache.h5",
         "data.batch_size=8", "data.val_fraction=0.3", "data.test_fraction=0.3",
         "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "trainer.accelerator=cpu",
         f"logger.tracking_uri={uri}", f"paths.output_dir={tmp_path}/out", "callbacks.progress_bar=null", "logger.log_model=false",
@@ -40,7 +40,7 @@ def test_few_steps_log_to_mlflow(g2net_dir, tmp_path, experiment, extra):
     metrics = run.data.metrics
     assert {"train/loss_epoch", "val/loss", "val/auc", "test/auc"} <= set(metrics)
     assert 0.0 <= metrics["val/auc"] <= 1.0
-    assert run.data.params["model/net/_target_"].startswith("detsim.models.gw_cnn.")
+    assert run.data.params["model/net/_target_"].startswith("detsim.gw.cnn.")
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/roc.png", "plots/efficiency_vs_snr.png"} <= plots
 
@@ -48,7 +48,7 @@ def test_few_steps_log_to_mlflow(g2net_dir, tmp_path, experiment, extra):
 def test_models_and_augmentations():
     import torch
 
-    from detsim.models.gw_cnn import GW1DCNN, GW2DCNN, augment
+    from detsim.gw.cnn import GW1DCNN, GW2DCNN, augment
 
     x = torch.randn(4, 3, 4096)
     for net in (GW1DCNN(), GW2DCNN(cqt={"fmin": 20.0, "fmax": 500.0, "hop_length": 64})):
@@ -74,7 +74,7 @@ def test_symmetric_logits_are_invariant_under_the_training_symmetries():
     """Test-time averaging over (H1<->L1 swap) x (sign flip): the score of a sample is the score of each of its views."""
     import torch
 
-    from detsim.models.gw_cnn import symmetric_logits
+    from detsim.gw.cnn import symmetric_logits
 
     class Lopsided(torch.nn.Module):   # odd in h and different for H1 and L1, like a trained network can be
         def forward(self, v: torch.Tensor) -> torch.Tensor:
@@ -92,7 +92,7 @@ def test_symmetric_logits_are_invariant_under_the_training_symmetries():
 def test_layer_lists_that_do_not_match_are_a_config_error():
     """A silently ignored entry once cost this model a head layer; now it is an error naming the keys."""
     from detsim.errors import ConfigError
-    from detsim.models.gw_cnn import GW1DCNN
+    from detsim.gw.cnn import GW1DCNN
 
     with pytest.raises(ConfigError, match="head_channels, head_kernels and head_pools"):
         GW1DCNN(head_channels=(64, 128, 128), head_kernels=(7, 7), head_pools=(2, 1))
@@ -107,11 +107,11 @@ def test_baseline_scores_place_the_configured_bank_and_find_the_signals(g2net_di
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from detsim.eval.matched_filter import baseline_scores
+    from detsim.gw.matched_filter import baseline_scores
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         sim = compose("simulate", overrides=["simulator=gw"]).simulator
-        cfg = compose("train", overrides=["experiment=g2net_1dcnn", f"data.data_dir={g2net_dir}",
+        cfg = compose("train", overrides=["experiment=g2net_1dcnn", f"data.path={g2net_dir}",
                                           f"data.cache_path={tmp_path}/cache.h5", "data.test_fraction=0.5"])
     bank_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "gw" / "bank" / "default.yaml"),
                                {"n_candidates": 120, "minimal_match": 0.9})
@@ -133,8 +133,9 @@ def test_training_inside_an_active_parent_run_logs_the_model_to_its_own_run(g2ne
     """pipelines/g2net.py trains in-process inside its parent run: the model must still land in the train run."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("detsim", artifact_location=(tmp_path / "mlartifacts").as_uri())  # not ./mlruns
     mlflow.set_experiment("detsim")
-    overrides = ["experiment=g2net_1dcnn", f"data.data_dir={g2net_dir}", f"data.cache_path={tmp_path}/cache.h5",
+    overrides = ["experiment=g2net_1dcnn", f"data.path={g2net_dir}", f"data.cache_path={tmp_path}/cache.h5",
                  "data.batch_size=8", "data.val_fraction=0.3", "data.test_fraction=0.3", "trainer.max_epochs=1",
                  "+trainer.limit_train_batches=2", "trainer.accelerator=cpu", f"logger.tracking_uri={uri}",
                  f"paths.output_dir={tmp_path}/out", "callbacks.progress_bar=null"]

@@ -8,14 +8,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from scipy.signal import welch
 
-from detsim.data.gw_transforms import CQTFrontEnd, Whitener
+from detsim.gw.whiten import CQTFrontEnd, Whitener
 from detsim.errors import ConfigError
-from detsim.eval.matched_filter import MatchedFilter, whitened_spectra, wrapped_template
-from detsim.eval.template_bank import (bank_parameters, best_templates, chirp_mass, fitting_factors, max_mass_ratio,
+from detsim.gw.matched_filter import MatchedFilter, whitened_spectra, wrapped_template
+from detsim.gw.template_bank import (bank_parameters, best_templates, chirp_mass, fitting_factors, max_mass_ratio,
                                        place_bank, placement_candidates, prior_log_weights, template_matches,
                                        unit_spectra)
 from detsim.paths import config_dir
-from detsim.sim.gw.synth import SynthSpec, iter_block
+from detsim.gw.synth import SynthSpec, iter_block
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_matched_filter_agrees_with_pycbc(noise_and_signal):
     whitener = Whitener(tukey_alpha=0.0)
     whitener.psd = np.stack([spec.psd(j, spec.n_samples) for j in range(3)])
     mf = MatchedFilter(whitener, spec.approximant, spec.f_lower, (0.0, 2.0), coincidence=0.0, lag_rate=2048.0)
-    from detsim.eval.matched_filter import _snr_squared
+    from detsim.gw.matched_filter import _snr_squared
 
     wave = wrapped_template(row, spec.n_samples, spec.approximant, spec.sample_rate, spec.f_lower)
     y = mf._data(strain[None])
@@ -143,7 +143,7 @@ def test_template_match_is_one_for_a_shifted_copy_and_falls_with_chirp_mass(matc
 def test_stochastic_bank_covers_its_prior_to_the_minimal_match(matched_filter):
     """Placement keeps templates apart (no two match to minimal_match) and covers the prior: fresh prior draws are
     matched to >= minimal_match by some template; a looser minimal match needs fewer templates."""
-    from detsim.sim.gw.priors import draw_parameters
+    from detsim.gw.priors import draw_parameters
 
     mf, spec = matched_filter
     n, n_lags = 4096, 4096

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from detsim.errors import ConfigError
-from detsim.models import losses
+from detsim.models.vae import losses
 
 # Two layers of two voxels each.
 SLICES = [slice(0, 2), slice(2, 4)]

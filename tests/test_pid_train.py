@@ -17,7 +17,7 @@ from detsim.cli.train import train
 from detsim.data.pid_datamodule import ParticleIdDataModule
 from detsim.errors import ConfigError
 from detsim.eval.features import low_level_inputs
-from detsim.eval.roc import roc_auc
+from detsim.metrics.roc import roc_auc
 from detsim.io import read_showers, write_showers
 from detsim.models.pid import LowLevelInputs, ParticleIdClassifier
 from detsim.paths import config_dir

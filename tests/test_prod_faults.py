@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from detsim.cli.train import train
-from detsim.faults import NonFiniteLossError
+from detsim.training.faults import NonFiniteLossError
 from detsim.security import load_checkpoint
 from prod_support import REPO, cli_env, compose_train, mlflow_runs, tiny_overrides, tiny_shower_file, train_cli
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from detsim.data.transforms import EnergyCondition, VoxelTransform
 from detsim.errors import ConfigError
 from detsim.geometry import load_geometry
 from detsim.models.vae import CaloVAE
+from detsim.models.vae.transforms import EnergyCondition, VoxelTransform
 
-from conftest import CONF
+from conftest import CONF, vae_kwargs
 
 GEOMETRY = OmegaConf.to_container(OmegaConf.load(CONF / "geometry" / "calochallenge_ds1_photons.yaml"))
 THRESHOLD = 0.02
@@ -33,10 +33,9 @@ def toy_showers(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return e, torch.where(s > THRESHOLD, s, torch.zeros_like(s))
 
 
-def make_model(**overrides) -> CaloVAE:
-    cfg = OmegaConf.merge(OmegaConf.load(CONF / "model" / "calo_vae_atlas.yaml"), overrides)
-    cfg = {k: v for k, v in OmegaConf.to_container(cfg).items() if k not in ("_target_", "geometry", "defaults")}
-    return CaloVAE(geometry=GEOMETRY, **cfg)
+def make_model(*overrides: str, **groups: str) -> CaloVAE:
+    """`model=calo_vae_atlas` with Hydra overrides; groups: head=, prior=, voxel_map= options."""
+    return CaloVAE(**vae_kwargs(*overrides, model="calo_vae_atlas", **groups))
 
 
 @pytest.mark.parametrize("mode", ["fraction", "logit"])
@@ -57,27 +56,48 @@ def test_energy_condition_spans_unit_interval_and_inverts():
         EnergyCondition(10.0, 1.0)
 
 
-@pytest.mark.parametrize("output", ["sigmoid", "hurdle"])
+@pytest.mark.parametrize("output", ["sigmoid", "hurdle_lognormal"])
 def test_generation_is_non_negative_thresholded_and_seeded(output):
-    model = make_model(decoder={"output": output}, readout_threshold_mev=THRESHOLD).eval()
+    model = make_model(f"model.readout_threshold_mev={THRESHOLD}", head=output).eval()
     e = torch.full((64,), 65536.0)
     a = model.sample(e, torch.Generator().manual_seed(3))
     b = model.sample(e, torch.Generator().manual_seed(3))
     c = model.sample(e, torch.Generator().manual_seed(4))
     assert a.shape == (64, 368) and torch.equal(a, b)
     assert a.min() >= 0 and not torch.any((a > 0) & (a < THRESHOLD))
-    if output == "hurdle":  # the sampling head draws new hits and energies for a new seed
+    if output != "sigmoid":  # the sampling head draws new hits and energies for a new seed
         assert not torch.equal(a, c)
 
 
 def test_bad_config_names_the_key():
+    kwargs = vae_kwargs(model="calo_vae_atlas")
+    with pytest.raises(ConfigError, match="model.head._target_"):  # not a head
+        CaloVAE(**{**kwargs, "head": {"_target_": "detsim.models.vae.prior.FittedPrior"}})
+    with pytest.raises(ConfigError, match="model.head: .*SigmoidHead does not take"):
+        CaloVAE(**{**kwargs, "head": {"_target_": "detsim.models.vae.heads.SigmoidHead", "loss": "mse"}})
+    with pytest.raises(ConfigError, match="model.head.reco_loss"):
+        CaloVAE(**{**kwargs, "head": {"_target_": "detsim.models.vae.heads.SigmoidHead", "reco_loss": "l1"}})
+    with pytest.raises(ConfigError, match="model: unknown keys \\['decoer'\\]"):
+        CaloVAE(**kwargs, decoer={})
+    # hyper-parameters in the pre-split form are translated, and their bad values still named
+    legacy = {k: v for k, v in kwargs.items() if k not in ("head", "voxel_map")}
     with pytest.raises(ConfigError, match="decoder.output"):
-        make_model(decoder={"output": "gan"})
+        CaloVAE(**{**legacy, "decoder": {"output": "gan"}})
     with pytest.raises(ConfigError, match="prior.kind"):
-        make_model(prior={"kind": "flow"})
+        CaloVAE(**{**legacy, "prior": {"kind": "flow"}})
 
 
-@pytest.mark.parametrize("output", ["sigmoid", "hurdle"])
+def test_checkpoint_targets_outside_detsim_are_refused_before_import(tmp_path):
+    """A planted `_target_` in a checkpoint's hyper-parameters names the key and runs nothing."""
+    marker = tmp_path / "ran"
+    kwargs = vae_kwargs(model="calo_vae_atlas")
+    for target in ("os.system", "builtins.exec", "subprocess.Popen", "detsim"):
+        with pytest.raises(ConfigError, match="model.head._target_: expected a detsim class"):
+            CaloVAE(**{**kwargs, "head": {"_target_": target, "command": f"touch {marker}"}})
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "hurdle_lognormal"])
 def test_few_training_steps_log_every_term_and_reduce_the_loss(output, tmp_path):
     e, s = toy_showers(512)
     data = torch.utils.data.DataLoader(
@@ -85,9 +105,9 @@ def test_few_training_steps_log_every_term_and_reduce_the_loss(output, tmp_path)
         batch_size=None,
     )
     model = make_model(
-        decoder={"output": output}, readout_threshold_mev=THRESHOLD, prior={"kind": "fitted", "n_bins": 3},
-        encoder={"input_norm": True}, preprocessing={"mode": "logit" if output == "hurdle" else "fraction"},
-        loss={"kl_warmup_steps": 10},
+        f"model.readout_threshold_mev={THRESHOLD}", "model.prior.n_bins=3", "model.encoder.input_norm=true",
+        f"model.preprocessing.mode={'fraction' if output == 'sigmoid' else 'logit'}", "model.loss.kl_warmup_steps=10",
+        head=output, prior="fitted",
     )
     L.seed_everything(0)
     trainer = L.Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
@@ -96,12 +116,12 @@ def test_few_training_steps_log_every_term_and_reduce_the_loss(output, tmp_path)
     trainer.fit(model, data, data)
     metrics = trainer.callback_metrics
     expected = {"reco", "kl", "etot", "layer", "loss", "layer_0", "layer_12"}
-    if output == "hurdle":
+    if output != "sigmoid":
         expected |= {"hit", "hit_energy"}
     for stage in ("train", "val"):
         assert {f"{stage}/{t}" for t in expected} <= set(metrics), sorted(metrics)
     assert float(metrics["val/loss"]) < first
-    if output == "hurdle":  # the fitted prior moved off N(0, I)
+    if output != "sigmoid":  # the fitted prior moved off N(0, I)
         assert model.generator.prior.loc.abs().sum() > 0
     # checkpoint round trip: the same generator comes back
     ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
@@ -117,13 +137,14 @@ def test_hurdle_sampler_draws_the_distribution_it_is_trained_on(energy):
     """Hit rate and truncated energy quantiles of the sampler agree with scipy's distributions."""
     from scipy import stats
 
-    from detsim.models.vae import HurdleHead
+    from detsim.models.vae import LogNormalHurdleHead, WeibullHurdleHead
 
-    head = HurdleHead(4, 1, -5.0, 1.0, energy)
+    head = (LogNormalHurdleHead if energy == "lognormal" else WeibullHurdleHead)(4, 1, None, -5.0, 1.0)
     n, p_hit, loc, s, lower = 200_000, 0.3, -2.0, 0.8, -3.0
     out = {"hit": torch.full((n, 1), math.log(p_hit / (1 - p_hit))), "loc": torch.full((n, 1), loc),
            "log_scale": torch.full((n, 1), math.log(s))}
-    frac = head.sample_fraction(out, torch.full((n, 1), lower), torch.Generator().manual_seed(0)).numpy().ravel()
+    u = torch.rand(n, 1, generator=torch.Generator().manual_seed(0))
+    frac = head.sample(out, torch.full((n, 1), lower), u).numpy().ravel()
     hits = frac[frac > 0]
     assert abs(len(hits) / n - p_hit) < 0.005
     assert hits.min() >= math.exp(lower) * (1 - 1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from detsim.models.vae import LatentPrior
+from detsim.models.vae import AggregatePrior, LatentPrior
 
 
 def test_unfitted_aggregate_prior_is_standard_normal() -> None:
@@ -15,7 +15,7 @@ def test_unfitted_aggregate_prior_is_standard_normal() -> None:
 
 
 def test_fitted_aggregate_prior_samples_the_posteriors_of_each_energy_bin() -> None:
-    prior = LatentPrior(latent_dim=2, kind="aggregate", n_bins=2, bank_size=400)
+    prior = AggregatePrior(latent_dim=2, n_bins=2, bank_size=400)
     c = torch.cat([torch.full((200, 1), 0.2), torch.full((200, 1), 0.8)])   # bin 0, then bin 1
     mu = torch.cat([torch.full((200, 2), -5.0), torch.full((200, 2), 5.0)])
     logvar = torch.full((400, 2), 2 * torch.log(torch.tensor(0.1)).item())   # posterior width 0.1

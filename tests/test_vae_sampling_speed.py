@@ -13,23 +13,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import CONF
-from omegaconf import OmegaConf
+from conftest import vae_kwargs
 
-from detsim.models import vae
-from detsim.models.vae import CaloVAE, lower_log_fraction
+from detsim.models.vae import CaloVAE, WeibullHurdleHead, generation, lower_log_fraction
 
 THRESHOLD = 0.02
 
 
-def default_model(**overrides) -> CaloVAE:
+def default_model(*overrides: str, **groups: str) -> CaloVAE:
     """conf/model/calo_vae.yaml on the ds1-photon geometry, with weights that hit ~half the voxels."""
-    cfg = OmegaConf.merge(OmegaConf.load(CONF / "model" / "calo_vae_atlas.yaml"),
-                          OmegaConf.load(CONF / "model" / "calo_vae.yaml"), overrides)
-    cfg = {k: v for k, v in OmegaConf.to_container(cfg).items() if k not in ("_target_", "geometry", "defaults")}
-    geometry = OmegaConf.to_container(OmegaConf.load(CONF / "geometry" / "calochallenge_ds1_photons.yaml"))
+    kwargs = vae_kwargs(f"model.readout_threshold_mev={THRESHOLD}", *overrides, model="calo_vae", **groups)
     torch.manual_seed(0)
-    model = CaloVAE(geometry=geometry, **{**cfg, "readout_threshold_mev": THRESHOLD}).eval()
+    model = CaloVAE(**kwargs).eval()
     with torch.no_grad():  # an untrained net hits ~every voxel near E_inc/V; spread it out, move the prior
         for p in model.generator.decoder.parameters():
             p.mul_(1.5)
@@ -37,7 +32,7 @@ def default_model(**overrides) -> CaloVAE:
     return model
 
 
-def reference_generate(gen: vae.ShowerGenerator, incident_energy: torch.Tensor,
+def reference_generate(gen, incident_energy: torch.Tensor,
                        generator: torch.Generator) -> torch.Tensor:
     """Generation before the speed work: whole batch, bool hit mask, masked_fill threshold."""
     e_inc = incident_energy.reshape(-1).to(torch.float32)
@@ -49,7 +44,7 @@ def reference_generate(gen: vae.ShowerGenerator, incident_energy: torch.Tensor,
     u = torch.rand(loc.shape, generator=generator)
     hit = u < p
     v = u.div_(p).clamp_(1e-7, 1.0 - 1e-7)
-    if head.energy == "weibull":
+    if isinstance(head, WeibullHurdleHead):
         g = (-torch.log(v)).add_(((lower - loc) / scale).clamp_(max=50.0).exp_())
         y = torch.addcmul(loc, scale, g.log_())
     else:
@@ -58,7 +53,8 @@ def reference_generate(gen: vae.ShowerGenerator, incident_energy: torch.Tensor,
         y = torch.addcmul(loc, scale, torch.special.ndtri(v))
     frac = y.exp_().mul_(hit)
     if gen.calibration != "none":
-        frac = gen._calibrate(frac, head.mean_fraction(out))
+        groups = [(0, gen.n_voxels)] if gen.calibration == "total" else gen.layer_bounds
+        frac = generation.rescale_energy(frac, head.mean_fraction(out), groups)
     showers = frac.mul_(e_inc.reshape(-1, 1))
     return showers.masked_fill_(showers < gen.threshold_mev, 0.0)
 
@@ -75,11 +71,12 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("energy,calibration", [("weibull", "none"), ("lognormal", "none"), ("weibull", "layers")])
-def test_blocked_generation_equals_the_whole_batch_path_bit_for_bit(monkeypatch, one_thread, energy, calibration):
+@pytest.mark.parametrize("head,calibration", [("hurdle_weibull", "none"), ("hurdle_lognormal", "none"),
+                                              ("hurdle_weibull", "layers")])
+def test_blocked_generation_equals_the_whole_batch_path_bit_for_bit(monkeypatch, one_thread, head, calibration):
     """Four blocks, the last partial; the fused Weibull path and the generic heads alike."""
-    monkeypatch.setattr(vae, "BLOCK_ROWS", 256)  # a multiple of 256, as vae.BLOCK_ROWS
-    gen = default_model(decoder={"energy": energy}, calibration=calibration).generator
+    monkeypatch.setattr(generation, "BLOCK_ROWS", 256)  # a multiple of 256, as generation.BLOCK_ROWS
+    gen = default_model(f"model.calibration={calibration}", head=head).generator
     e = energies(1000)
     with torch.inference_mode():
         want = reference_generate(gen, e, torch.Generator().manual_seed(7))
@@ -102,7 +99,7 @@ def test_generation_with_autograd_on_draws_the_same_numbers(one_thread):
 
 def test_multithreaded_blocks_agree_to_rounding():
     """More threads (one whole-batch block): roundings may move, nothing else may change."""
-    assert vae.BLOCK_ROWS % 256 == 0
+    assert generation.BLOCK_ROWS % 256 == 0
     gen = default_model().generator
     e = energies(5000)  # more than one default block
     with torch.inference_mode():
@@ -118,7 +115,7 @@ def test_threshold_cut_keeps_exactly_the_voxels_at_or_above_threshold():
     t = np.float32(THRESHOLD)
     x = torch.tensor([[0.0, np.nextafter(t, np.float32(0)), t, np.nextafter(t, np.float32(1)), 5.0]])
     want = x.masked_fill(x < THRESHOLD, 0.0)
-    assert torch.equal(gen._cut(x.clone()), want)
+    assert torch.equal(generation.apply_threshold(x.clone(), gen.threshold_mev), want)
     assert want[0, 2] == t and want[0, 1] == 0  # the boundary itself is kept
 
 

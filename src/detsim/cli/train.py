@@ -14,8 +14,11 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from detsim.cli.console import output_is_terminal
+from detsim.training.progress import EpochLines
 from detsim.cli.app import hydra_app
-from detsim.errors import ConfigError
+from detsim.errors import ConfigError, DetsimError
+from detsim.io.checkpoint import AtomicCheckpointIO
 from detsim.security import checked_output_dir, load_checkpoint
 from detsim.tracking import flatten_config, log_artifact, log_text, make_mlflow_logger, mark_run_failed
 
@@ -45,12 +48,22 @@ def run_output_dir(cfg: DictConfig) -> Path:
 
 
 def newest_checkpoint(cfg: DictConfig, out_dir: Path) -> Path | None:
-    """The newest of `<run folder>/hpc_ckpt_*.ckpt` (preemption) and `last*.ckpt` of the checkpoint callback."""
+    """The newest intact checkpoint of the run folder: `hpc_ckpt_*.ckpt` (preemption), then every checkpoint
+    the checkpoint callbacks wrote (`last*.ckpt` first among equals); a broken one is skipped with a warning."""
     candidates = list(out_dir.glob("hpc_ckpt_*.ckpt"))
-    ckpt_cfg = (cfg.get("callbacks") or {}).get("model_checkpoint")
-    if ckpt_cfg is not None and ckpt_cfg.get("dirpath"):
-        candidates += list(Path(str(ckpt_cfg.dirpath)).glob("last*.ckpt"))
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+    for ckpt_cfg in (cfg.get("callbacks") or {}).values():
+        if ckpt_cfg is not None and ckpt_cfg.get("dirpath"):
+            candidates += list(Path(str(ckpt_cfg.dirpath)).glob("*.ckpt"))
+    newest_first = sorted(set(candidates), key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("last")),
+                          reverse=True)
+    for path in newest_first:
+        try:
+            load_checkpoint(path)
+        except DetsimError as exc:
+            log.warning("ckpt_path=auto: skipping broken checkpoint %s (%s)", path, exc)
+            continue
+        return path
+    return None
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
@@ -79,12 +92,28 @@ def previous_run_id(out_dir: Path, ckpt_path: str | None) -> str | None:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """Every entry of `cfg.callbacks` with a `_target_`; `null` entries switch one off."""
+    """Every entry of `cfg.callbacks` with a `_target_`; `null` entries switch one off.
+
+    `trainer.enable_progress_bar=false` alone switches the progress bar off: Lightning refuses a progress-bar
+    callback beside it, and a user should not have to know the second key. Output that is not a terminal (batch
+    logs) gets one plain line per epoch instead of a live bar (see `progress_bar_enabled`)."""
+    bar = progress_bar_enabled(cfg)
     callbacks: list[L.Callback] = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
-        if cb_cfg is not None and "_target_" in cb_cfg:
-            callbacks.append(instantiate(cb_cfg))
+        if cb_cfg is None or "_target_" not in cb_cfg:
+            continue
+        callback = instantiate(cb_cfg)
+        if isinstance(callback, L.callbacks.ProgressBar) and not bar:
+            continue
+        callbacks.append(callback)
+    if not bar and cfg.get("trainer", {}).get("enable_progress_bar", True):
+        callbacks.append(EpochLines())
     return callbacks
+
+
+def progress_bar_enabled(cfg: DictConfig) -> bool:
+    """A live bar only when asked for and when a terminal shows it."""
+    return bool(cfg.get("trainer", {}).get("enable_progress_bar", True)) and output_is_terminal()
 
 
 def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: Any, logger_cfg: Any) -> None:
@@ -125,12 +154,15 @@ def train(cfg: DictConfig) -> float | None:
     logger = None
     if cfg.get("logger"):
         run_id = previous_run_id(out_dir, ckpt_path)
-        logger = make_mlflow_logger(cfg.logger, run_name=cfg.get("run_name"), run_id=run_id)
+        logger = make_mlflow_logger(cfg.logger, run_id=run_id)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")  # plain hparams: checkpoints stay weights_only-loadable
     callbacks = build_callbacks(cfg)
+    # every checkpoint goes through a temporary file renamed into place (a kill leaves the old or the new one)
+    plugins = [*instantiate(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()]
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir)
+        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir), plugins=plugins,
+        enable_progress_bar=progress_bar_enabled(cfg),
     )
     if logger is not None and trainer.global_rank == 0:
         if logger._run_id is None:
@@ -154,7 +186,7 @@ def train(cfg: DictConfig) -> float | None:
     best = _has_best(trainer)
     if best:
         log_artifact(trainer, best, "checkpoints")
-    if cfg.logger and cfg.logger.get("log_model", True):
+    if cfg.get("logger") and cfg.logger.get("log_model", True):
         log_inference_model(trainer, model, logger, cfg.logger)
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
@@ -165,7 +197,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _preempted(trainer: L.Trainer) -> bool:
-    from detsim.faults import PreemptionStop
+    from detsim.training.faults import PreemptionStop
 
     return any(isinstance(cb, PreemptionStop) and cb.handled for cb in trainer.callbacks)
 

@@ -16,16 +16,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from detsim.data.datasets import (
+    EpochLoader,
     InMemoryShowerDataset,
     StreamingShowerDataset,
     pass_batch,
     range_rows,
     split_ranges,
 )
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.io import count_showers, iter_showers, read_showers
+from detsim.io.shards import expand_shards, is_single_file
 from detsim.io.validation import ValidationRules
 
 SPLITS = ("train", "val", "test")
@@ -89,7 +91,7 @@ class CaloDataModule(SplitDataModule):
         super().__init__()
         if path is None or str(path) in ("", "None"):
             raise ConfigError("data.path is not set: give the shower file, e.g. data.path=showers.h5")
-        self.path = Path(path)
+        self.path = Path(path) if is_single_file(path) else tuple(str(p) for p in expand_shards(path))
         self.geometry, self.n_voxels = resolve_geometry(geometry, n_voxels)
         self.batch_size, self.seed, self.num_workers = int(batch_size), int(seed), int(num_workers)
         self.splits = {k: float(v) for k, v in (to_plain(splits) or {"train": 0.8, "val": 0.1, "test": 0.1}).items()}
@@ -130,7 +132,7 @@ class CaloDataModule(SplitDataModule):
         else:
             for name, ranges in self.ranges.items():
                 self.datasets[name] = StreamingShowerDataset(
-                    str(self.path), ranges, self.batch_size, self.n_voxels, self.rules, self.root_layout,
+                    self.path, ranges, self.batch_size, self.n_voxels, self.rules, self.root_layout,
                     self.chunk_size, shuffle=(name == "train"), shuffle_buffer=self.shuffle_buffer,
                     seed=self.seed, num_workers=self.num_workers,
                 )
@@ -157,7 +159,7 @@ class CaloDataModule(SplitDataModule):
                 dataset, batch_size=self.batch_size, shuffle=(name == "train"), generator=generator,
                 collate_fn=pass_batch, pin_memory=self.pin_memory,
             )
-        return DataLoader(
+        return EpochLoader(
             dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=False,
         )

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.data.datamodule import SPLITS, SplitDataModule, resolve_geometry
 from detsim.data.datasets import Batch, InMemoryShowerDataset, pass_batch
 from detsim.errors import ConfigError
-from detsim.eval.classifier import stratified_split
+from detsim.data.splits import stratified_split
 from detsim.io import read_showers
 from detsim.io.validation import ValidationRules
 from detsim.showers import CaloShowers

@@ -14,50 +14,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from detsim.errors import ConfigError
-from detsim.eval.classifier import BinaryClassifier, fit_classifier
+from detsim.eval.two_sample import BinaryClassifier, fit_classifier
 from detsim.eval.features import low_level_inputs
-from detsim.eval.roc import RocCurve, background_rejection, roc_auc
-from detsim.eval.suite import backbone_factory
+from detsim.metrics.roc import PidScore, RocCurve, background_rejection, roc_auc, save_roc_plot
+from detsim.models.shower_cnn import backbone_factory
 from detsim.geometry import Geometry
 from detsim.io import read_showers
 from detsim.showers import CaloShowers
-
-
-@dataclass(frozen=True)
-class PidScore:
-    """What a particle-ID classifier achieves on labelled scores (signal = 1): one definition shared by the
-    library function below and the Lightning module `detsim.models.pid.ParticleIdClassifier`."""
-
-    auc: float
-    signal_efficiency: float
-    background_efficiency: float
-    background_rejection: float  # 1 / background_efficiency (bounded by the test-set size)
-    n_test: int
-    roc: RocCurve = field(repr=False)
-
-    @classmethod
-    def from_scores(cls, labels: np.ndarray, scores: np.ndarray, signal_efficiency: float = 0.9) -> "PidScore":
-        curve = RocCurve.from_scores(labels, scores)
-        return cls(
-            auc=roc_auc(labels, scores),
-            signal_efficiency=signal_efficiency,
-            background_efficiency=curve.fpr_at_tpr(signal_efficiency),
-            background_rejection=background_rejection(labels, scores, signal_efficiency),
-            n_test=len(labels),
-            roc=curve.downsample(),
-        )
-
-    @property
-    def efficiency_pct(self) -> int:
-        """The signal efficiency in percent, as metric names carry it (`..._at_90`)."""
-        return int(round(100 * self.signal_efficiency))
-
-
-def save_roc_plot(score: PidScore, path: str | Path, labels: tuple[str, str] = ("signal", "pion")) -> Path:
-    """The ROC curve of one particle-ID classifier as a PNG (detsim.eval.plots style)."""
-    from detsim.eval.plots import roc_curves
-
-    return roc_curves({f"{labels[0]} vs {labels[1]}": score.roc}, path, "particle identification")
 
 
 @dataclass

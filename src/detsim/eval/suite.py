@@ -15,10 +15,11 @@ from hydra.utils import instantiate
 from rich.console import Console
 from torch import nn
 
+from detsim.models.shower_cnn import backbone_factory
 from detsim.errors import ConfigError
-from detsim.eval.classifier import TwoSampleResult, two_sample_test
+from detsim.eval.two_sample import TwoSampleResult, two_sample_test
 from detsim.eval.features import FeatureSpec, ShowerFeatures, high_level_inputs, low_level_inputs
-from detsim.eval.separation import HistComparison, compare_features, compare_voxel_energies
+from detsim.metrics.separation import HistComparison, compare_features, compare_voxel_energies
 from detsim.geometry import Geometry
 from detsim.showers import CaloShowers
 from detsim.sim.calo.response import apply_threshold
@@ -51,21 +52,6 @@ class EvaluationResult:
         for kind, result in self.classifiers.items():
             out.update(result.as_dict(kind))
         return out
-
-
-def backbone_factory(backbone_cfg: Mapping[str, Any], geometry: Geometry) -> Callable[[int], nn.Module]:
-    """`make(input_dim)` for a `_target_` backbone config that takes `input_dim` (MLP) or `geometry` (CNN)."""
-    partial = instantiate(backbone_cfg, _partial_=True, _convert_="all")
-    params = inspect.signature(partial.func).parameters
-
-    def make(input_dim: int) -> nn.Module:
-        if "geometry" in params:
-            return partial(geometry=geometry)
-        if "input_dim" in params:
-            return partial(input_dim=input_dim)
-        raise ConfigError(f"backbone {backbone_cfg.get('_target_')} takes neither `input_dim` nor `geometry`")
-
-    return make
 
 
 def above_threshold(showers: CaloShowers, threshold_mev: float) -> CaloShowers:

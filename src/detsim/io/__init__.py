@@ -1,17 +1,22 @@
 """Shower file I/O: one entry point that picks the format from the file extension.
 
+Every reader takes a shower source: one file, a glob or a list of shards (`detsim.io.shards`), read as
+one set with rows numbered across the shards in order.
+
 `.h5`/`.hdf5` -> `detsim.io.hdf5` (CaloChallenge layout, CaloGAN on read); `.root` -> `detsim.io.root`.
 Readers stream validated chunks; writers append chunks. Models never see files.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from detsim.errors import DataFileError
+from detsim.io.shards import expand_shards, is_single_file
 from detsim.io.validation import ValidationRules
-from detsim.io.writer import ShowerWriter
+from detsim.io.writer import ShowerWriter, atomic_output
 from detsim.showers import CaloShowers
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -35,7 +40,7 @@ def _root_layout(root: Any):
 
 
 def iter_showers(
-    path: str | Path,
+    path: Any,
     chunk_size: int = 10_000,
     n_voxels: int | None = None,
     rules: ValidationRules | Mapping[str, Any] | None = None,
@@ -43,8 +48,19 @@ def iter_showers(
     start: int = 0,
     stop: int | None = None,
 ) -> Iterator[CaloShowers]:
-    """Stream validated chunks (MeV, float32) of a shower file; `n_voxels` checks the geometry."""
+    """Stream validated chunks (MeV, float32) of a shower source; `n_voxels` checks the geometry.
+
+    `path` is a file, a glob or a list of shards; rows [start, stop) count across the shards in order.
+    """
     rules = rules if isinstance(rules, ValidationRules) else ValidationRules.from_config(rules)
+    if not is_single_file(path):
+        return _iter_shards(expand_shards(path), chunk_size, n_voxels, rules, root, start, stop)
+    return _iter_file(path, chunk_size, n_voxels, rules, root, start, stop)
+
+
+def _iter_file(
+    path: str | Path, chunk_size: int, n_voxels: int | None, rules: ValidationRules, root: Any, start: int, stop: int | None
+) -> Iterator[CaloShowers]:
     if file_format(path) == "hdf5":
         from detsim.io.hdf5 import iter_hdf5
 
@@ -54,12 +70,29 @@ def iter_showers(
     return iter_root(path, chunk_size, n_voxels, rules, _root_layout(root), start, stop)
 
 
-def read_showers(path: str | Path, **kwargs: Any) -> CaloShowers:
+def _iter_shards(
+    files: list[Path], chunk_size: int, n_voxels: int | None, rules: ValidationRules, root: Any, start: int, stop: int | None
+) -> Iterator[CaloShowers]:
+    offset = 0
+    for file in files:
+        n = count_showers(file, root=root)
+        lo, hi = max(start - offset, 0), n if stop is None else min(stop - offset, n)
+        if lo < hi:
+            yield from _iter_file(file, chunk_size, n_voxels, rules, root, lo, hi)
+        offset += n
+        if stop is not None and offset >= stop:
+            return
+
+
+def read_showers(path: Any, **kwargs: Any) -> CaloShowers:
     """The whole file (or rows [start, stop)) in memory; use `iter_showers` for big files."""
     return CaloShowers.concatenate(list(iter_showers(path, **kwargs)))
 
 
-def count_showers(path: str | Path, root: Any = None) -> int:
+def count_showers(path: Any, root: Any = None) -> int:
+    """Showers in a file, or summed over the shards of a glob or list."""
+    if not is_single_file(path):
+        return sum(count_showers(file, root=root) for file in expand_shards(path))
     if file_format(path) == "hdf5":
         from detsim.io.hdf5 import count_hdf5
 
@@ -82,6 +115,19 @@ def open_writer(
     return RootShowerWriter(path, n_voxels, _root_layout(root))
 
 
+@contextmanager
+def open_output(
+    path: str | Path, n_voxels: int, root: Any = None, attrs: Mapping[str, Any] | None = None, overwrite: bool = True
+) -> Iterator[ShowerWriter]:
+    """`open_writer` on a temporary file that replaces `path` only when the block exits without an error."""
+    with atomic_output(path, overwrite) as partial:
+        writer = open_writer(partial, n_voxels, root=root, attrs=attrs)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+
 def write_showers(path: str | Path, showers: CaloShowers, root: Any = None, attrs: Mapping[str, Any] | None = None) -> None:
-    with open_writer(path, showers.n_voxels, root=root, attrs=attrs) as writer:
+    with open_output(path, showers.n_voxels, root=root, attrs=attrs) as writer:
         writer.append(showers)

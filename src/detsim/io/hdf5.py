@@ -85,7 +85,11 @@ def _read_block(handle: h5py.File, layout: str, start: int, stop: int) -> tuple[
 
 def _check_lengths(handle: h5py.File, layout: str) -> int:
     keys = (ENERGY_KEY, SHOWER_KEY) if layout == "calochallenge" else (CALOGAN_ENERGY_KEY, *CALOGAN_LAYER_KEYS)
-    lengths = {k: int(_dataset(handle, k).shape[0]) for k in keys}
+    datasets = {k: _dataset(handle, k) for k in keys}
+    for k, ds in datasets.items():
+        if ds.ndim == 0:
+            raise DataFileError(handle.filename, k, "a dataset with one row per shower", "a scalar dataset")
+    lengths = {k: int(ds.shape[0]) for k, ds in datasets.items()}
     if len(set(lengths.values())) != 1:
         raise DataFileError(handle.filename, ", ".join(keys), "the same number of entries", str(lengths))
     n = lengths[keys[0]]
@@ -115,12 +119,19 @@ def iter_hdf5(
 
 
 class HDF5ShowerWriter(ShowerWriter):
-    """Append shower chunks to a CaloChallenge-layout file (float64, gzip), so nothing big sits in memory."""
+    """Append shower blocks to a CaloChallenge-layout file (float64, gzip), so nothing big sits in memory.
+
+    The file is written as `<stem>.partial<suffix>` in the target folder, flushed after every block, and
+    renamed into place by `close()`: readers never see a half-written target, and a killed job leaves a
+    valid partial file holding its completed blocks. Leaving the `with` block on an exception keeps the
+    partial file when it holds showers (removes it otherwise).
+    """
 
     def __init__(self, path: str | Path, n_voxels: int, compression_level: int = 4, attrs: dict | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = h5py.File(self.path, "w")
+        self.partial = partial_path(self.path)
+        self._handle = h5py.File(self.partial, "w")
         chunk_rows = max(1, min(1024, (1 << 20) // (8 * n_voxels)))
         opts = dict(compression="gzip", compression_opts=compression_level, shuffle=True, dtype="f8")
         self._energy = self._handle.create_dataset(
@@ -136,12 +147,30 @@ class HDF5ShowerWriter(ShowerWriter):
     def append(self, chunk: CaloShowers) -> None:
         n = len(chunk)
         end = self.n_written + n
-        self._energy.resize(end, axis=0)
         self._showers.resize(end, axis=0)
-        self._energy[self.n_written : end] = chunk.incident_energy.reshape(-1, 1).astype(np.float64)
         self._showers[self.n_written : end] = chunk.showers.astype(np.float64)
+        self._energy.resize(end, axis=0)  # energies last: both lengths agree once this row count is visible
+        self._energy[self.n_written : end] = chunk.incident_energy.reshape(-1, 1).astype(np.float64)
+        self._handle.flush()
         self.n_written = end
 
     def close(self) -> None:
-        self._handle.close()
+        """Close and move the finished file into place (idempotent)."""
+        if self._handle.id.valid:
+            self._handle.close()
+        if self.partial.exists():
+            self.partial.replace(self.path)
 
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        if self._handle.id.valid:
+            self._handle.close()
+        if self.n_written == 0:
+            self.partial.unlink(missing_ok=True)
+
+
+def partial_path(path: Path) -> Path:
+    """Where a writer keeps an unfinished file: the target folder, `<stem>.partial<suffix>`."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from detsim.confutil import to_plain
-from detsim.eval.particle_id import PidScore, save_roc_plot
-from detsim.eval.roc import roc_auc
-from detsim.eval.suite import backbone_factory
+from detsim.config import to_plain
+from detsim.metrics.roc import PidScore, roc_auc, save_roc_plot
+from detsim.models.shower_cnn import backbone_factory
 from detsim.geometry import load_geometry
 
 
@@ -113,12 +112,15 @@ class ParticleIdClassifier(L.LightningModule):
         self._log_roc_plot(score)
 
     def _log_roc_plot(self, score: PidScore) -> None:
-        from detsim.tracking import log_artifact
-
+        """The ROC plot goes to whatever experiment logger the Trainer has that stores files (MLflow's client
+        API: `experiment.log_artifact(run_id, path, folder)`); a model never imports the tracking room."""
+        logger = self.logger
+        if self.trainer.global_rank != 0 or not hasattr(getattr(logger, "experiment", None), "log_artifact"):
+            return
         datamodule = getattr(self.trainer, "datamodule", None)
         labels = getattr(datamodule, "labels", ("signal", "background"))
         with tempfile.TemporaryDirectory() as tmp:
-            log_artifact(self.trainer, save_roc_plot(score, Path(tmp) / "roc.png", labels), "plots")
+            logger.experiment.log_artifact(logger.run_id, str(save_roc_plot(score, Path(tmp) / "roc.png", labels)), "plots")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -12,12 +12,16 @@ The angular axis of a radial layer is periodic, so it is padded circularly rathe
 
 from __future__ import annotations
 
-from typing import Sequence
+import inspect
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hydra.utils import instantiate
+
+from detsim.errors import ConfigError
 from detsim.geometry import Geometry, RadialLayer
 
 
@@ -173,3 +177,18 @@ def build_shower_cnn(geometry: Geometry, **kwargs) -> nn.Module:
     if "pool" in kwargs and len(kwargs["pool"]) == 3:
         kwargs = dict(kwargs, pool=tuple(kwargs["pool"])[1:])
     return PerLayerCNN(geometry, **kwargs)
+
+
+def backbone_factory(backbone_cfg: Mapping[str, Any], geometry: Geometry) -> Callable[[int], nn.Module]:
+    """`make(input_dim)` for a `_target_` backbone config that takes `input_dim` (MLP) or `geometry` (CNN)."""
+    partial = instantiate(backbone_cfg, _partial_=True, _convert_="all")
+    params = inspect.signature(partial.func).parameters
+
+    def make(input_dim: int) -> nn.Module:
+        if "geometry" in params:
+            return partial(geometry=geometry)
+        if "input_dim" in params:
+            return partial(input_dim=input_dim)
+        raise ConfigError(f"backbone {backbone_cfg.get('_target_')} takes neither `input_dim` nor `geometry`")
+
+    return make

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """`simulate_showers` on first use: importing `detsim.sim.gw` must not pull in the calorimeter stack and its
-    Hydra/OmegaConf imports (benchmarks/gw_device_run.py runs where only numpy and torch are installed)."""
+    """`simulate_showers` on first use: importing `detsim.gw` must not pull in the calorimeter stack and its
+    Hydra/OmegaConf imports (detsim/gw/study/device_run.py runs where only numpy and torch are installed)."""
     if name == "simulate_showers":
         from detsim.sim.calo.shower import simulate_showers
 

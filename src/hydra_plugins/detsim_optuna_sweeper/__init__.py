@@ -1,1 +1,1 @@
-"""Hydra discovers sweepers only under `hydra_plugins`; the implementation lives in `detsim.hpo`."""
+"""Hydra discovers sweepers only under `hydra_plugins`; the implementation lives in `detsim.training.sweeper`."""

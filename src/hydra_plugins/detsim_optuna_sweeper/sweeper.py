@@ -1,7 +1,7 @@
 """The Hydra plugin entry for detsim's Optuna sweeper (`hydra/sweeper=detsim_optuna`)."""
 
-from detsim.hpo import DetsimOptunaSweeper as _Impl
+from detsim.training.sweeper import DetsimOptunaSweeper as _Impl
 
 
 class DetsimOptunaSweeper(_Impl):
-    """See `detsim.hpo.DetsimOptunaSweeper`."""
+    """See `detsim.training.sweeper.DetsimOptunaSweeper`."""

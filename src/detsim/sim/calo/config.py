@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.paths import config_dir

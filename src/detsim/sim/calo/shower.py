@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from detsim.confutil import to_plain
+from detsim.config import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry
 from detsim.showers import CaloShowers

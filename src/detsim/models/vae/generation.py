@@ -1,0 +1,123 @@
+"""The generation runtime: prior -> decoder -> head sampler -> energy rescaling -> voxel map -> readout threshold.
+
+Two entry points compute the same showers:
+- `generate`: draws every random number from one torch.Generator (latent draws for all rows first, then
+  the per-voxel uniforms block after block) and runs in row blocks that stay in cache, in place;
+- `generate_from_draws`: takes the random numbers as tensors (`draw` makes them in the same order) and runs
+  the whole batch out of place, with no data-dependent branching: the graph `detsim-export` writes.
+
+Why blocks: a block's head output (rows x 3 x V floats, 9 MB for ds1 at 2048) and temporaries stay in
+L2/L3 across the ~20 elementwise passes instead of streaming N x V arrays through memory each time. Rows are
+independent and the uniforms come block after block from one stream, so on one thread the numbers equal the
+whole-batch ones bit for bit as long as blocks start at multiples of 256 rows (the matmul kernel's row panels
+stay aligned; other offsets move roundings in ~1e-4 of the voxels). 2048 was fastest on one thread. With
+several threads every op is a parallel region whose barrier, on a shared machine, waits for a descheduled
+thread: there the whole batch is one block (measured: 2048-row blocks 4x slower on 2 busy cores).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from detsim.models.vae.heads import lower_log_fraction
+from detsim.models.vae.transforms import condition_bin
+
+if TYPE_CHECKING:
+    from detsim.models.vae.generator import ShowerGenerator
+
+BLOCK_ROWS = 2048
+
+
+def draw(gen: ShowerGenerator, n: int, generator: torch.Generator | None = None,
+         device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """All random numbers of `n` showers, in `generate`'s stream order: the prior's, then "uniform" (n, V)."""
+    draws = gen.prior.draw(n, generator, device)
+    if gen.decoder.head.uniforms_per_voxel:
+        draws["uniform"] = torch.rand(n, gen.n_voxels * gen.decoder.head.uniforms_per_voxel,
+                                      generator=generator, device=device)
+    return draws
+
+
+def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Showers (N, V) MeV, decoded and sampled (on one thread) in row blocks that stay in cache."""
+    e_inc = incident_energy.reshape(-1).to(torch.float32)
+    c = gen.condition.forward(e_inc)
+    z = gen.prior.sample(c, generator)  # all latent draws first: the random stream stays in order
+    lower = lower_log_fraction(gen.threshold_mev, e_inc)
+    showers = torch.empty(len(e_inc), gen.n_voxels, device=z.device, dtype=z.dtype)
+    n_uniform = gen.decoder.head.uniforms_per_voxel
+    block = BLOCK_ROWS if torch.get_num_threads() == 1 else max(len(e_inc), 1)
+    reuse = not torch.is_grad_enabled()  # in place needs no autograd graph (generate.py runs in inference mode)
+    for start in range(0, len(e_inc), block):
+        rows = slice(start, start + block)
+        out = showers[rows]
+        uniform = None
+        if n_uniform:
+            shape = (out.shape[0], gen.n_voxels * n_uniform)
+            uniform = (torch.rand(shape, generator=generator, out=out) if reuse and n_uniform == 1
+                       else torch.rand(shape, generator=generator, device=z.device, dtype=z.dtype))
+        sample = sample_block(gen, z[rows], c[rows], e_inc[rows].reshape(-1, 1),
+                              None if lower is None else lower[rows], uniform, reuse)
+        if sample.data_ptr() != out.data_ptr():
+            out.copy_(sample)
+    return showers
+
+
+def generate_from_draws(gen: ShowerGenerator, incident_energy: torch.Tensor,
+                        draws: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Showers (N, V) MeV from the random numbers `draw` names; whole batch, inputs left untouched."""
+    e_inc = incident_energy.reshape(-1).to(torch.float32)
+    c = gen.condition.forward(e_inc)
+    z = gen.prior.transform(c, draws)
+    lower = lower_log_fraction(gen.threshold_mev, e_inc)
+    return sample_block(gen, z, c, e_inc.reshape(-1, 1), lower, draws.get("uniform"), reuse=False)
+
+
+def sample_block(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor,
+                 lower: torch.Tensor | None, uniform: torch.Tensor | None, reuse: bool) -> torch.Tensor:
+    """Decoder, sampling, rescaling, voxel map and threshold for rows of latent points z (N, d).
+
+    reuse=True: the sampler may overwrite the decoder output and `uniform`, and the result may live there.
+    """
+    head = gen.decoder.head
+    out = gen.decoder(z, c)
+    vmap = gen.voxel_map
+    if gen.calibration == "none" and head.fused_sampler:
+        log_map = (lambda y: vmap.map_log(y, condition_bin(c, vmap.n_bins))) if vmap.active else None
+        return apply_threshold(head.sample(out, lower, uniform, e_inc, reuse=reuse, log_map=log_map),
+                               gen.threshold_mev, inplace=reuse)
+    # rescaling needs the decoder output intact after sampling
+    frac = head.sample(out, lower, uniform, reuse=reuse and gen.calibration == "none")
+    if gen.calibration != "none":
+        groups = [(0, gen.n_voxels)] if gen.calibration == "total" else gen.layer_bounds
+        frac = rescale_energy(frac, head.mean_fraction(out), groups)
+    showers = apply_threshold(frac * e_inc, gen.threshold_mev, inplace=reuse)  # every head returns fractions >= 0
+    if vmap.active:  # the map can move a hit below the threshold: cut again
+        showers = apply_threshold(vmap(showers, e_inc, c), gen.threshold_mev, inplace=reuse)
+    return showers
+
+
+def rescale_energy(sample: torch.Tensor, mean: torch.Tensor, groups: list[tuple[int, int]]) -> torch.Tensor:
+    """Rescale each sampled shower's voxel groups (the whole shower, or each layer) to the decoder's expectation."""
+    parts = []
+    for a, b in groups:
+        got = sample[:, a:b].sum(dim=1, keepdim=True)
+        want = mean[:, a:b].sum(dim=1, keepdim=True)
+        parts.append(sample[:, a:b] * torch.where(got > 0, want / got.clamp_min(1e-30), torch.ones_like(got)))
+    return torch.cat(parts, dim=1)
+
+
+def apply_threshold(showers: torch.Tensor, threshold_mev: float, inplace: bool = True) -> torch.Tensor:
+    """Zero voxels below the readout threshold.
+
+    F.threshold zeroes x <= t in one vectorised pass (masked_fill_ is ~10x slower on CPU); t is the float32
+    just below the threshold, so exactly the voxels with x < threshold are zeroed.
+    """
+    if threshold_mev <= 0:
+        return showers
+    below = float(np.nextafter(np.float32(threshold_mev), np.float32(-np.inf)))
+    return (nn.functional.threshold_ if inplace else nn.functional.threshold)(showers, below, 0.0)

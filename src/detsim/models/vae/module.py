@@ -1,0 +1,250 @@
+"""`CaloVAE`, the conditional VAE as a LightningModule (after ATLAS ATL-SOFT-PUB-2018-001).
+
+Training: encoder q(z | x, c), decoder p(x | z, c) with a voxel head, the loss terms of `losses.py`; after
+each validation epoch the latent prior and the voxel map are fitted to the validation showers, so a
+checkpoint always holds the generator of its own decoder. Generation is `self.generator`, a plain module.
+Every number comes from `conf/model/calo_vae*.yaml`; head, prior and voxel map are `_target_` configs
+(`conf/model/vae/`), built by `build` from detsim's own classes only (checkpoints are data, not code).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from typing import Any, Mapping, TypeVar
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from torch import nn
+
+from detsim.config import to_plain
+from detsim.errors import ConfigError
+from detsim.geometry import Geometry, load_geometry
+from detsim.models.vae import compat, losses
+from detsim.models.vae.generator import ShowerGenerator
+from detsim.models.vae.heads import VoxelHead
+from detsim.models.vae.layers import Encoder, ShowerDecoder
+from detsim.models.vae.prior import LatentPrior
+from detsim.models.vae.transforms import EnergyCondition, VoxelTransform
+from detsim.models.vae.voxel_map import IdentityVoxelMap, VoxelMap
+
+T = TypeVar("T")
+_HPARAMS = ("geometry", "latent_dim", "encoder", "decoder", "head", "preprocessing", "condition", "loss", "prior",
+            "calibration", "voxel_map", "readout_threshold_mev", "optimizer")
+
+
+def build(cfg: Mapping[str, Any], key: str, base: type[T], **runtime: Any) -> T:
+    """Instantiate `cfg["_target_"]` with the config's other keys plus `runtime` (sizes known only here).
+
+    Only subclasses of `base` inside the `detsim` package are built: the target is checked as a string
+    before anything is imported, so a checkpoint's hyper-parameters cannot reach arbitrary code.
+    """
+    target = cfg.get("_target_") if isinstance(cfg, Mapping) else None
+    if not isinstance(target, str) or not target.startswith("detsim.") or "." not in target.removeprefix("detsim."):
+        raise ConfigError(f"model.{key}._target_: expected a detsim class (a {base.__name__}), found {target!r}")
+    module_name, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"model.{key}._target_: expected a {base.__name__} class, found {target!r} ({exc})") from exc
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"model.{key}._target_: expected a {base.__name__} class, found {target!r}")
+    kwargs = {k: v for k, v in cfg.items() if k != "_target_"}
+    try:
+        return cls(**kwargs, **runtime)
+    except TypeError as exc:
+        raise ConfigError(f"model.{key}: {target} does not take {sorted(kwargs)}: {exc}") from exc
+
+
+def unpack_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(incident energy (N,), showers (N, V)) from a dict, a (e, showers) pair or a CaloShowers-like object."""
+    if isinstance(batch, Mapping):
+        e = batch.get("incident_energy", batch.get("incident_energies"))
+        return e.reshape(-1), batch["showers"]
+    if isinstance(batch, (tuple, list)):
+        return batch[0].reshape(-1), batch[1]
+    return batch.incident_energy.reshape(-1), batch.showers
+
+
+class CaloVAE(L.LightningModule):
+    """The conditional VAE as a LightningModule; every number comes from `conf/model/calo_vae*.yaml`."""
+
+    def __init__(
+        self,
+        geometry: Mapping[str, Any],
+        latent_dim: int,
+        encoder: Mapping[str, Any],
+        decoder: Mapping[str, Any],
+        preprocessing: Mapping[str, Any],
+        condition: Mapping[str, Any],
+        loss: Mapping[str, Any],
+        prior: Mapping[str, Any],
+        calibration: str,
+        readout_threshold_mev: float,
+        optimizer: Mapping[str, Any],
+        head: Mapping[str, Any] | None = None,
+        voxel_map: Mapping[str, Any] | None = None,
+        **legacy: Any,
+    ) -> None:
+        """Arguments as in `conf/model/calo_vae_atlas.yaml`; head, prior and voxel map are `_target_` configs.
+
+        Hyper-parameters of checkpoints written before the package split (`decoder.output`, `prior.kind`,
+        `marginals`) are translated by `compat.upgrade_hparams`; the translated ones are saved.
+        """
+        super().__init__()
+        hp = compat.upgrade_hparams(to_plain({
+            "geometry": geometry, "latent_dim": latent_dim, "encoder": encoder, "decoder": decoder, "head": head,
+            "preprocessing": preprocessing, "condition": condition, "loss": loss, "prior": prior,
+            "calibration": calibration, "voxel_map": voxel_map, "readout_threshold_mev": readout_threshold_mev,
+            "optimizer": optimizer, **legacy}))
+        unknown = set(hp) - set(_HPARAMS)
+        if unknown:
+            raise ConfigError(f"model: unknown keys {sorted(unknown)}; expected {list(_HPARAMS)}")
+        self.save_hyperparameters(hp)
+        self.geometry: Geometry = load_geometry(hp["geometry"])
+        self.layer_slices = self.geometry.layer_slices
+        n_vox = self.geometry.n_voxels
+        self.transform = VoxelTransform(**hp["preprocessing"])
+        self.condition = EnergyCondition(**hp["condition"])
+        self.weights = losses.LossWeights(**{k.removeprefix("w_"): v for k, v in hp["loss"].items()}).resolve(
+            self.geometry.n_layers)
+        self.threshold = float(hp["readout_threshold_mev"])
+        self.optimizer_cfg = dict(hp["optimizer"])
+        enc, dec = hp["encoder"], hp["decoder"]
+        dec_hidden = list(dec["hidden"] or enc["hidden"][::-1])
+        self.encoder = Encoder(n_vox, list(enc["hidden"]), hp["latent_dim"], enc["activation"], bool(enc["input_norm"]))
+        head_module = build(hp["head"], "head", VoxelHead, n_hidden=dec_hidden[-1], n_voxels=n_vox,
+                            transform=self.transform)
+        self.generator = ShowerGenerator(
+            ShowerDecoder(hp["latent_dim"], dec_hidden, dec["activation"], head_module),
+            build(hp["prior"], "prior", LatentPrior, latent_dim=hp["latent_dim"]),
+            self.condition,
+            self.threshold,
+            hp["calibration"],
+            [(s.start, s.stop) for s in self.layer_slices],
+            build(hp["voxel_map"], "voxel_map", VoxelMap, n_voxels=n_vox),
+        )
+        self._posterior: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._reference: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # --- the model ------------------------------------------------------------------------------
+    def forward(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generate showers (MeV) for the given incident energies (MeV)."""
+        return self.generator(incident_energy, generator)
+
+    @torch.inference_mode()
+    def sample(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.generator(incident_energy.to(self.device), generator)
+
+    def loss_terms(self, e_inc: torch.Tensor, showers: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """All terms for a batch, plus the condition and stacked (z, mu, logvar) for the latent prior."""
+        c = self.condition.forward(e_inc)
+        mu, logvar = self.encoder(self.transform.forward(showers, e_inc), c)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        decoder = self.generator.decoder
+        out = decoder(z, c)
+        terms = decoder.head.reco_terms(out, showers, e_inc, self.threshold)
+        reco = sum(terms.values())
+        target = showers / e_inc.reshape(-1, 1)
+        mean = decoder.head.mean_fraction(out)
+        per_layer = losses.layer_fraction_loss(mean, target, self.layer_slices)
+        w = self.weights
+        layer_weighted = sum(wl * t for wl, t in zip(w.layer_list, per_layer))
+        kl = losses.kl_divergence(mu, logvar)
+        etot = losses.total_energy_loss(mean, target)
+        total = w.reco * reco + w.kl_at(self.global_step) * kl + w.etot * etot + layer_weighted
+        result = dict(terms) if len(terms) > 1 else {}
+        result.update(reco=reco, kl=kl, etot=etot, layer=layer_weighted, loss=total)
+        result.update({f"layer_{lid}": t for lid, t in zip(self.geometry.layer_ids, per_layer)})
+        return result, c, torch.stack([z, mu, logvar])
+
+    # --- Lightning hooks --------------------------------------------------------------------------
+    def _step(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e_inc, showers = unpack_batch(batch)
+        terms, c, z = self.loss_terms(e_inc.float(), showers.float())
+        on_step = stage == "train"
+        # Training steps log every term only on the steps Lightning writes to the logger ((step + 1) % n
+        # == 0), since each self.log call costs time; the loss is logged on every step.
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        if on_step and (self.global_step + 1) % max(every, 1):
+            terms = {"loss": terms["loss"]}
+        elif on_step:
+            terms["kl_weight"] = torch.tensor(self.weights.kl_at(self.global_step))
+        for name, value in terms.items():
+            self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=not on_step,
+                     prog_bar=name == "loss", batch_size=len(e_inc))
+        return terms["loss"], c, z
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, c, post = self._step(batch, "val")
+        self._posterior.append((c.detach(), post.detach()))
+        kept = sum(len(e) for e, _ in self._reference)
+        vmap = self.generator.voxel_map
+        if not isinstance(vmap, IdentityVoxelMap) and kept < vmap.reference_showers:
+            e_inc, showers = unpack_batch(batch)
+            take = vmap.reference_showers - kept
+            self._reference.append((e_inc[:take].detach().float(), showers[:take].detach().float()))
+        return loss
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")[0]
+
+    def on_validation_epoch_start(self) -> None:
+        self._posterior, self._reference = [], []
+
+    def on_validation_epoch_end(self) -> None:
+        if self._posterior and not self.trainer.sanity_checking:
+            c = torch.cat([p[0] for p in self._posterior])
+            post = torch.cat([p[1] for p in self._posterior], dim=1)
+            self.generator.prior.fit(c, post[0], post[1], post[2])
+            if self._reference:
+                self.fit_voxel_map(torch.cat([r[0] for r in self._reference]), torch.cat([r[1] for r in self._reference]))
+        self._posterior, self._reference = [], []
+
+    @torch.no_grad()
+    def fit_voxel_map(self, e_inc: torch.Tensor, showers: torch.Tensor, seed: int = 0) -> None:
+        """Fit the per-voxel map to reference showers (MeV) and their energies (MeV).
+
+        The generator draws `samples_per_shower` unmapped showers per reference energy (from the current
+        prior, with a fixed seed) and the map moves their voxel distributions onto the reference's. Training
+        calls this after each validation epoch with the validation showers, so a checkpoint always holds the
+        map of its own decoder.
+        """
+        vmap = self.generator.voxel_map
+        e_inc = e_inc.reshape(-1).to(self.device, torch.float32)
+        e_gen = e_inc.repeat(max(vmap.samples_per_shower, 1))
+        generator = torch.Generator(device=e_gen.device).manual_seed(seed)
+        with vmap.disabled():
+            generated = self.generator(e_gen, generator)
+        vmap.fit(self.condition.forward(e_inc), showers.to(self.device) / e_inc.reshape(-1, 1),
+                      self.condition.forward(e_gen), generated / e_gen.reshape(-1, 1))
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.optimizer_cfg
+        opt = torch.optim.Adam(self.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+        plateau = cfg["plateau"]
+        if not plateau:
+            return opt
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **dict(plateau))
+        # strict=False: a fit without validation (benchmarks, limit_val_batches=0) keeps the learning rate
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "strict": False}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the package split (or before the voxel map) load: see `compat`."""
+        compat.upgrade_state_dict(checkpoint.setdefault("state_dict", {}), self.state_dict())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Remember the MLflow run, so files generated from this checkpoint can name it."""
+        run_id = getattr(self.logger, "run_id", None) if self.logger is not None else None
+        if isinstance(run_id, str):
+            checkpoint["mlflow_run_id"] = run_id
+
+    def mlflow_model(self) -> tuple[nn.Module, np.ndarray]:
+        """The plain generator (CPU, eval mode) and an input example, for `mlflow.pytorch.log_model`."""
+        module = copy.deepcopy(self.generator).cpu().eval()
+        example = np.array([[self.condition.e_min_mev], [self.condition.e_max_mev]], dtype=np.float32)
+        return module, example

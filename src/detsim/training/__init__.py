@@ -1,0 +1,2 @@
+"""What training needs around Lightning: fault tolerance and preemption callbacks (`faults`), the Optuna
+sweeper's objective (`sweeper`)."""
