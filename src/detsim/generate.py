@@ -19,7 +19,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from detsim.errors import ConfigError, DataFileError
-from detsim.io import iter_showers, open_writer
+from detsim.io import iter_showers, open_output
 from detsim.security import load_checkpoint
 from detsim.showers import CaloShowers
 
@@ -45,12 +45,13 @@ def load_generator(source: str | Path, tracking_uri: str | None = None, device: 
             raise DataFileError(path, None, "a Lightning checkpoint of a CaloVAE", "no such file")
         from detsim.models.vae import CaloVAE
 
+        run_id = _run_id_in_checkpoint(path)  # the safe load first: empty, corrupt, non-torch files end here
         try:
             model = CaloVAE.load_from_checkpoint(path, map_location=device)
-        except (KeyError, RuntimeError, TypeError) as exc:
-            raise DataFileError(path, "hyper_parameters", "a CaloVAE checkpoint", f"{type(exc).__name__}: {exc}") from exc
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            found = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise DataFileError(path, "hyper_parameters", "a CaloVAE checkpoint", found) from exc
         module = model.generator
-        run_id = _run_id_in_checkpoint(path)
     elif _RUN_ID.match(text) or text.startswith(_URI_SCHEMES):
         import mlflow
 
@@ -174,12 +175,13 @@ def generate_to_file(
     root: Any = None,
     progress: bool = True,
     compile: bool = False,
+    overwrite: bool = True,
 ) -> Path:
-    """Write generated showers to `out` (HDF5 CaloChallenge layout, or ROOT by extension)."""
+    """Write generated showers to `out` (HDF5 CaloChallenge layout, or ROOT by extension), atomically."""
     attrs = {"generator": "detsim CaloVAE", "seed": int(seed)}
     if loaded.mlflow_run_id:
         attrs["mlflow_run_id"] = loaded.mlflow_run_id
-    with open_writer(out, loaded.n_voxels, root=root, attrs=attrs) as writer:
+    with open_output(out, loaded.n_voxels, root=root, attrs=attrs, overwrite=overwrite) as writer:
         for chunk in iter_generated(loaded, energies, batch_size, seed, progress, compile):
             writer.append(chunk)
     return Path(out)

@@ -50,5 +50,8 @@ def checked_output_dir(path: str | Path, what: str = "output folder") -> Path:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise DataFileError(resolved, None, f"a writable location for the {what}", f"{existing} is not writable")
-    resolved.mkdir(parents=True, exist_ok=True)
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # /proc, read-only mounts: os.access says yes to root, mkdir says no
+        raise DataFileError(resolved, None, f"a writable location for the {what}", exc.strerror) from None
     return resolved

@@ -17,7 +17,8 @@ from detsim.cli.app import hydra_app
 from detsim.eval.report import log_to_mlflow, print_summary, write_metrics, write_plots
 from detsim.eval.suite import evaluate_showers
 from detsim.geometry import load_geometry
-from detsim.io import file_format, read_showers
+from detsim.io import file_format, iter_showers, read_showers
+from detsim.io.writer import atomic_output, check_output_file
 
 GENERATING_RUN_ATTR = "mlflow_run_id"
 
@@ -37,9 +38,17 @@ def generating_run_id(path: str | Path) -> str | None:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     console = Console(stderr=True)
+    out_dir = Path(cfg.out_dir)
+    check_output_file(out_dir / "metrics.json")  # an unwritable out_dir fails now, not after the evaluation
+    if cfg.log_mlflow:
+        from detsim.tracking import check_tracking_server, resolve_tracking_uri
+
+        check_tracking_server(resolve_tracking_uri(cfg.get("tracking_uri")), float(cfg.get("connect_timeout_s", 5.0)))
     geometry = load_geometry(OmegaConf.to_container(cfg.geometry, resolve=True))
     stop = cfg.get("max_showers")
     read = dict(n_voxels=geometry.n_voxels, chunk_size=int(cfg.chunk_size), stop=stop)
+    for path in (cfg.reference, cfg.generated):  # a wrong file fails here, in one line, before the long reads
+        next(iter_showers(path, 1, geometry.n_voxels, stop=1), None)
     console.log(f"reading {cfg.reference} and {cfg.generated} ({geometry.describe()})")
     reference = read_showers(cfg.reference, **read)
     generated = read_showers(cfg.generated, **read)
@@ -48,12 +57,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         reference, generated, geometry, eval_cfg, tuple(cfg.classifiers), int(cfg.seed), console=console
     )
     metrics = result.metrics()
-    out_dir = Path(cfg.out_dir)
     write_metrics(metrics, out_dir / "metrics.json")
     if cfg.plots.enabled:
         console.log("plots")
         write_plots(result, out_dir, tuple(cfg.labels), int(cfg.plots.dpi))
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    with atomic_output(out_dir / "config.yaml") as partial:
+        partial.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.log_mlflow:
         from detsim.tracking import flatten_config, parent_run_tags
 

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from detsim.cli.console import output_is_terminal
 from detsim.training.progress import EpochLines
 from detsim.cli.app import hydra_app
-from detsim.errors import ConfigError
+from detsim.errors import ConfigError, DetsimError
+from detsim.io.checkpoint import AtomicCheckpointIO
 from detsim.security import checked_output_dir, load_checkpoint
 from detsim.tracking import flatten_config, log_artifact, log_text, make_mlflow_logger, mark_run_failed
 
@@ -47,12 +48,22 @@ def run_output_dir(cfg: DictConfig) -> Path:
 
 
 def newest_checkpoint(cfg: DictConfig, out_dir: Path) -> Path | None:
-    """The newest of `<run folder>/hpc_ckpt_*.ckpt` (preemption) and `last*.ckpt` of the checkpoint callback."""
+    """The newest intact checkpoint of the run folder: `hpc_ckpt_*.ckpt` (preemption), then every checkpoint
+    the checkpoint callbacks wrote (`last*.ckpt` first among equals); a broken one is skipped with a warning."""
     candidates = list(out_dir.glob("hpc_ckpt_*.ckpt"))
-    ckpt_cfg = (cfg.get("callbacks") or {}).get("model_checkpoint")
-    if ckpt_cfg is not None and ckpt_cfg.get("dirpath"):
-        candidates += list(Path(str(ckpt_cfg.dirpath)).glob("last*.ckpt"))
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+    for ckpt_cfg in (cfg.get("callbacks") or {}).values():
+        if ckpt_cfg is not None and ckpt_cfg.get("dirpath"):
+            candidates += list(Path(str(ckpt_cfg.dirpath)).glob("*.ckpt"))
+    newest_first = sorted(set(candidates), key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("last")),
+                          reverse=True)
+    for path in newest_first:
+        try:
+            load_checkpoint(path)
+        except DetsimError as exc:
+            log.warning("ckpt_path=auto: skipping broken checkpoint %s (%s)", path, exc)
+            continue
+        return path
+    return None
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
@@ -147,8 +158,10 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")  # plain hparams: checkpoints stay weights_only-loadable
     callbacks = build_callbacks(cfg)
+    # every checkpoint goes through a temporary file renamed into place (a kill leaves the old or the new one)
+    plugins = [*instantiate(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()]
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir),
+        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir), plugins=plugins,
         enable_progress_bar=progress_bar_enabled(cfg),
     )
     if logger is not None and trainer.global_rank == 0:
@@ -173,7 +186,7 @@ def train(cfg: DictConfig) -> float | None:
     best = _has_best(trainer)
     if best:
         log_artifact(trainer, best, "checkpoints")
-    if cfg.logger and cfg.logger.get("log_model", True):
+    if cfg.get("logger") and cfg.logger.get("log_model", True):
         log_inference_model(trainer, model, logger, cfg.logger)
     metric_name = cfg.get("optimized_metric")
     if not metric_name:

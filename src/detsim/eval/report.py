@@ -13,12 +13,13 @@ from rich.table import Table
 
 from detsim.eval import plots
 from detsim.eval.suite import EvaluationResult
+from detsim.io.writer import atomic_output
 
 
 def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=True))
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=True))
     return path
 
 
