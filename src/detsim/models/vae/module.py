@@ -250,8 +250,9 @@ class CaloVAE(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._posterior and not self.trainer.sanity_checking:
-            c = torch.cat([p[0] for p in self._posterior])
-            post = torch.cat([p[1] for p in self._posterior], dim=1)
+            # float32: under bf16 autocast the encoder's outputs are bf16, which the prior's fit (cholesky) refuses
+            c = torch.cat([p[0] for p in self._posterior]).float()
+            post = torch.cat([p[1] for p in self._posterior], dim=1).float()
             self.generator.prior.fit(c, post[0], post[1], post[2])
             if self._reference:
                 self.fit_voxel_map(torch.cat([r[0] for r in self._reference]), torch.cat([r[1] for r in self._reference]))
