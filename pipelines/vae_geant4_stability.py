@@ -14,7 +14,7 @@ geometry, so the study uses parametric showers there (`--ds1` made with `detsim-
 from __future__ import annotations
 
 import argparse
-import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,10 +40,14 @@ class RecordLosses(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train/loss_epoch", "train/loss", "val/loss")}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train/loss", "val/loss")}
         RESULTS.update(epochs=trainer.current_epoch + 1, **metrics)
-        RESULTS.setdefault("all_finite", True)
-        RESULTS["all_finite"] &= all(math.isfinite(v) for v in metrics.values())
+        RESULTS.setdefault("val_history", []).append(metrics.get("val/loss", float("nan")))
+        bad = sorted(k for k, v in trainer.callback_metrics.items() if not torch.isfinite(v).all())
+        if bad:  # the first epoch with a non-finite logged term, and which (per-layer terms counted, not listed)
+            layers = [k for k in bad if re.fullmatch(r".*/layer_\d+", k)]
+            names = [k for k in bad if k not in layers] + ([f"{len(layers)} val/layer_<i>"] if layers else [])
+            RESULTS.setdefault("first_bad", f"epoch {trainer.current_epoch + 1}: " + ", ".join(names))
 
 
 def run_cell(recipe: str, path: Path, seed: int, precision: str, epochs: int, max_showers: int,
@@ -69,11 +73,12 @@ def run_cell(recipe: str, path: Path, seed: int, precision: str, epochs: int, ma
     except DetsimError as exc:  # NonFiniteLossError: the cell failed, the matrix goes on
         error = str(exc).splitlines()[0][:120]
     wall = time.perf_counter() - start
-    finite = not error and RESULTS.get("all_finite", False) and RESULTS.get("epochs") == epochs
-    train_loss = RESULTS.get("train/loss_epoch", RESULTS.get("train/loss", float("nan")))
+    finite = not error and "first_bad" not in RESULTS and RESULTS.get("epochs") == epochs
+    history = " ".join(f"{v:.3g}" for v in RESULTS.get("val_history", []))
     return {"recipe": recipe, "seed": seed, "precision": precision, "epochs": RESULTS.get("epochs", 0),
-            "train_loss": train_loss, "val_loss": RESULTS.get("val/loss", float("nan")), "wall_s": wall,
-            "finite": "yes" if finite else "no", "error": error}
+            "train_loss": RESULTS.get("train/loss", float("nan")), "val_loss": RESULTS.get("val/loss", float("nan")),
+            "val_history": history, "wall_s": wall, "finite": "yes" if finite else "no",
+            "error": error or RESULTS.get("first_bad", "")}
 
 
 def ensure_parametric_ds1(path: Path, n: int) -> None:
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         ensure_parametric_ds1(args.ds1, args.max_showers)
     root = args.out or Path(tempfile.mkdtemp(prefix="vae_stability_"))
     rows = []
-    print("| recipe | data | seed | precision | epochs | final train loss | final val loss | wall s | finite |")
+    print("| recipe | data | seed | precision | epochs | last train loss | val loss per epoch | wall s | finite |")
     print("|---|---|---|---|---|---|---|---|---|")
     for recipe in args.recipes:
         if files[recipe] is None:
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 row["data"] = files[recipe].name
                 rows.append(row)
                 print(f"| {recipe} | {row['data']} | {seed} | {precision} | {row['epochs']} | {row['train_loss']:.1f} |"
-                      f" {row['val_loss']:.1f} | {row['wall_s']:.0f} | {row['finite']} {row['error']} |", flush=True)
+                      f" {row['val_history']} | {row['wall_s']:.0f} | {row['finite']} {row['error']} |", flush=True)
     return rows
 
 
