@@ -24,21 +24,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from detsim.cli.config_errors import describe
 from detsim.cli.console import tidy_console
+from detsim.config import positive_int  # noqa: F401  (the CLIs import it from here)
 from detsim.errors import ConfigError, DetsimError
 from detsim.paths import config_dir
 
 USER_ERROR_EXIT = 2
-
-
-def positive_int(value: Any, key: str, minimum: int = 1) -> int:
-    """`value` as an int >= `minimum`, or a one-line ConfigError naming the key (n=abc, n=-5, n=0, n=1.5)."""
-    text = str(value).strip()
-    digits = text[1:] if text[:1] in "+-" else text
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not digits.isdigit():
-        raise ConfigError(f"{key}: expected an integer >= {minimum}, found {value!r}")
-    if int(text) < minimum:
-        raise ConfigError(f"{key}: expected an integer >= {minimum}, found {int(text)}")
-    return int(text)
 
 
 def user_error(exc: DetsimError) -> None:

@@ -14,12 +14,15 @@ from detsim.io.writer import check_output_file
 
 def generate(cfg: DictConfig) -> str:
     """Run one generation from a composed `conf/generate.yaml`; return the output path."""
+    from detsim.tracking import resolve_tracking_uri
+
     n = None if cfg.get("n") is None else positive_int(cfg.n, "n")
     batch_size = positive_int(cfg.batch_size, "batch_size")
     overwrite = bool(cfg.get("overwrite", False))
     file_format(cfg.out)
     check_output_file(cfg.out, overwrite)  # before the model is loaded: a bad out= costs nothing
-    loaded = load_generator(cfg.ckpt, tracking_uri=cfg.get("tracking_uri"), device=cfg.get("device", "cpu"))
+    loaded = load_generator(cfg.ckpt, tracking_uri=resolve_tracking_uri(cfg.get("tracking_uri")),
+                            device=cfg.get("device", "cpu"))
     root = to_plain(cfg.get("root"))
     spectrum = to_plain(cfg.get("spectrum"))
     energies = incident_energies(

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from detsim.metrics.roc import RocCurve  # noqa: E402
 from detsim.metrics.separation import HistComparison, normalise  # noqa: E402
-from detsim.io.writer import atomic_output  # noqa: E402
+from detsim.files import atomic_output  # noqa: E402
 
 STYLE = hep.style.ATLAS
 

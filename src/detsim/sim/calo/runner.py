@@ -81,9 +81,9 @@ def run(cfg: DictConfig) -> Path:
     import time
 
     import detsim
-    from detsim.cli.app import positive_int
+    from detsim.config import positive_int
     from detsim.io import file_format, open_output
-    from detsim.io.writer import check_output_file
+    from detsim.files import check_output_file
 
     n = positive_int(cfg.n, "n")
     seed = positive_int(cfg.seed, "seed", minimum=0)
