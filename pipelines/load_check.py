@@ -117,8 +117,9 @@ def phase_sqlite(work: Path, showers: int, store: str, reference: Path, run_id: 
         "train": _start("train", [*TINY_VAE, f"data.path={reference}", f"logger.tracking_uri={store}",
                                   f"paths.root_dir={work}", f"paths.output_dir={work}/p1_run"],
                         work / "p1_train.log", work),
-        "generate": _start("generate", [f"ckpt={run_id}", f"tracking_uri={store}", f"reference={reference}", f"n={showers}",
-                                        f"out={work}/generated.h5", "progress=false"], work / "p1_generate.log", work),
+        "generate": _start("generate", [f"ckpt={run_id}", f"tracking_uri={store}", f"reference={reference}",
+                                        f"n={showers}", f"out={work}/generated.h5", "progress=false"],
+                           work / "p1_generate.log", work),
     }
     phase.failed = _run_all(jobs, timeout_s)
     phase.wall_s = time.monotonic() - started
