@@ -1,6 +1,9 @@
 # detsim developer and user entry points. `make run` and `make test` are the README's two commands.
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
+# TORCH_INDEX: the wheel index torch comes from; empty = pip's default (PyPI: CUDA build on Linux, GBs of
+# nvidia-* wheels). CPU-only machines: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.detsim-installed
@@ -10,7 +13,7 @@ STAMP := $(VENV)/.detsim-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

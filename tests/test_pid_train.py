@@ -21,6 +21,7 @@ from detsim.metrics.roc import roc_auc
 from detsim.io import read_showers, write_showers
 from detsim.models.pid import LowLevelInputs, ParticleIdClassifier
 from detsim.paths import config_dir
+from detsim.safe_model import load_logged_model
 from detsim.sim import quick_sample
 
 GEOMETRY = "calochallenge_ds1_pions"
@@ -80,7 +81,7 @@ def test_logged_model_and_checkpoint_classify_raw_file_rows(trained, pid_files):
     """The MLflow model (`mlflow_model()`, logged by the app) and the restored best checkpoint agree:
     raw MeV rows [E_inc, voxels] in, signal probability out, photons scored above pions."""
     mlflow.set_tracking_uri(trained["uri"])
-    logged = mlflow.pytorch.load_model(f"runs:/{trained['run'].info.run_id}/model")
+    logged = load_logged_model(f"runs:/{trained['run'].info.run_id}/model", trained["uri"])[0]  # no pickle
     ckpt = next((trained["out"] / "checkpoints").glob("epoch*.ckpt"))
     module, example = ParticleIdClassifier.load_from_checkpoint(ckpt, weights_only=True).mlflow_model()
     rows = {p: read_showers(f) for p, f in pid_files.items()}

@@ -82,7 +82,7 @@ def test_server_starts_on_loopback_answers_rest_and_stops_by_pid(tmp_path):
         got = rest(handle.url, "experiments/get", experiment_id=created["experiment_id"])
         assert got["experiment"]["name"] == "review"
         assert (tmp_path / "state" / "mlflow.db").is_file()
-        assert int((tmp_path / "state" / "server.pid").read_text()) == handle.pid
+        assert int((tmp_path / "state" / "server.pid").read_text().split()[0]) == handle.pid
     finally:
         assert tracking_server.stop(handle.state_dir)
     assert not tracking_server.is_healthy(handle.url)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from detsim.errors import ConfigError
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
@@ -35,3 +36,14 @@ def model_kwargs(overrides: "list[str] | tuple[str, ...]" = ()) -> dict[str, Any
     """The `model` section of `detsim-train` with overrides, as plain keyword arguments of its class."""
     plain = OmegaConf.to_container(compose_config("train", overrides).model, resolve=True)
     return {k: v for k, v in plain.items() if k not in ("_target_", "_recursive_", "_convert_")}
+
+
+def positive_int(value: Any, key: str, minimum: int = 1) -> int:
+    """`value` as an int >= `minimum`, or a one-line ConfigError naming the key (n=abc, n=-5, n=0, n=1.5)."""
+    text = str(value).strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not digits.isdigit():
+        raise ConfigError(f"{key}: expected an integer >= {minimum}, found {value!r}")
+    if int(text) < minimum:
+        raise ConfigError(f"{key}: expected an integer >= {minimum}, found {int(text)}")
+    return int(text)

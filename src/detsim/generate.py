@@ -1,7 +1,7 @@
 """Generate showers with a trained calorimeter VAE and write them as a shower file.
 
 The model comes from a Lightning checkpoint path, an MLflow run id (its logged `model`), or an MLflow
-model URI (`runs:/<id>/model`, `models:/<name>/<version>`, ...). Incident energies come from a
+model URI (`runs:/<id>/model`, `models:/<name>/<version>`, `models:/<name>@<alias>`), never unpickled. Incident energies come from a
 reference shower file, an explicit list, or a spectrum config. Showers are generated in batches with
 a seeded torch.Generator (same seed -> same file) and appended to the writer, so memory stays flat.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -19,8 +19,9 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from detsim.errors import ConfigError, DataFileError
-from detsim.io import iter_showers, open_writer
-from detsim.security import load_checkpoint
+from detsim.io import iter_showers, open_output
+from detsim.safe_model import load_logged_model, load_model_dir
+from detsim.security import allowed_name, check_targets, load_checkpoint
 from detsim.showers import CaloShowers
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -34,53 +35,96 @@ class LoadedGenerator:
     module: torch.nn.Module
     n_voxels: int
     mlflow_run_id: str | None = None
+    model_uri: str | None = None
+    provenance: dict[str, str] = field(default_factory=dict)  # of the model: registry version, training commit
+
+    @property
+    def threshold_mev(self) -> float:
+        return float(getattr(self.module, "threshold_mev", 0.0))
 
 
 def load_generator(source: str | Path, tracking_uri: str | None = None, device: str = "cpu") -> LoadedGenerator:
-    """Load from a `.ckpt` path, a 32-hex MLflow run id, or an MLflow model URI."""
+    """Load from a `.ckpt` path, a safe model folder, a 32-hex MLflow run id, or an MLflow model URI.
+
+    Nothing is unpickled: checkpoints are read with `weights_only=True`, MLflow models must be in detsim's
+    safe format (`detsim.safe_model`), and hyper-parameters may name only allow-listed detsim classes.
+    """
     text = str(source)
     path = Path(text)
-    if path.suffix == ".ckpt" or path.is_file():
-        if not path.is_file():
-            raise DataFileError(path, None, "a Lightning checkpoint of a CaloVAE", "no such file")
-        from detsim.models.vae import CaloVAE
-
-        try:
-            model = CaloVAE.load_from_checkpoint(path, map_location=device)
-        except (KeyError, RuntimeError, TypeError) as exc:
-            raise DataFileError(path, "hyper_parameters", "a CaloVAE checkpoint", f"{type(exc).__name__}: {exc}") from exc
-        module = model.generator
-        run_id = _run_id_in_checkpoint(path)
+    if path.is_dir():
+        module, config = load_model_dir(path, device)
+        loaded = LoadedGenerator(module, 0, None, str(path.resolve()), _model_provenance(config))
+    elif path.suffix == ".ckpt" or path.is_file():
+        loaded = _from_checkpoint(path, device)
     elif _RUN_ID.match(text) or text.startswith(_URI_SCHEMES):
-        import mlflow
-
-        from detsim.tracking import resolve_tracking_uri
-
-        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-        uri = f"runs:/{text}/model" if _RUN_ID.match(text) else text
-        try:
-            module = mlflow.pytorch.load_model(uri, map_location=device)
-        except Exception as exc:  # mlflow raises many types for a bad URI; all are the user's to fix
-            raise DataFileError(uri, "model", "an MLflow PyTorch model logged by detsim-train", f"{type(exc).__name__}: {exc}") from exc
-        run_id = text if _RUN_ID.match(text) else _run_id_from_uri(text)
+        loaded = _from_mlflow(f"runs:/{text}/model" if _RUN_ID.match(text) else text, tracking_uri, device)
     else:
         raise DataFileError(text, None, "a .ckpt file, an MLflow run id or a model URI (runs:/..., models:/...)", "none of these")
-    module = module.to(device).eval()
-    n_voxels = getattr(module, "n_voxels", None)
+    loaded.module = loaded.module.to(device).eval()
+    n_voxels = getattr(loaded.module, "n_voxels", None)
     if n_voxels is None:
-        raise DataFileError(text, "n_voxels", "a detsim ShowerGenerator", type(module).__name__)
-    return LoadedGenerator(module, int(n_voxels), run_id)
+        raise DataFileError(text, "n_voxels", "a detsim ShowerGenerator", type(loaded.module).__name__)
+    loaded.n_voxels = int(n_voxels)
+    return loaded
+
+
+def _from_checkpoint(path: Path, device: str) -> LoadedGenerator:
+    """A Lightning checkpoint of a CaloVAE, read once with weights_only=True; hparams checked before use."""
+    if not path.is_file():
+        raise DataFileError(path, None, "a Lightning checkpoint of a CaloVAE", "no such file")
+    from detsim.models.vae import CaloVAE
+
+    checkpoint = load_checkpoint(path, map_location=device)
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise DataFileError(path, "hyper_parameters", "a CaloVAE checkpoint (hyper_parameters and state_dict)",
+                            "neither" if hparams is None else type(hparams).__name__)
+    check_targets({"_target_": allowed_name(CaloVAE), **hparams}, path)
+    try:
+        model = CaloVAE(**hparams)
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataFileError(path, "hyper_parameters", "a CaloVAE checkpoint", f"{type(exc).__name__}: {first}") from exc
+    run_id = checkpoint.get("mlflow_run_id")
+    run_id = run_id if isinstance(run_id, str) and _RUN_ID.match(run_id) else None
+    return LoadedGenerator(model.generator, 0, run_id, str(path.resolve()))
+
+
+def _from_mlflow(uri: str, tracking_uri: str | None, device: str) -> LoadedGenerator:
+    """Download the model's files (no deserialisation), refuse a non-safe format, rebuild from weights."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    store = tracking_uri or mlflow.get_tracking_uri()  # the CLI resolves detsim's default store (detsim.tracking)
+    module, config, meta = load_logged_model(uri, store, device)
+    info = _model_provenance(config) | _registry_version(MlflowClient(store), uri)
+    run_id = meta.get("run_id") or _run_id_from_uri(uri)
+    return LoadedGenerator(module, 0, run_id if isinstance(run_id, str) else None, uri, info)
+
+
+def _model_provenance(config: Mapping[str, Any]) -> dict[str, str]:
+    """The training side's detsim version and commit, as the safe model's config recorded them."""
+    return {f"model_{key}": str(config[key]) for key in ("detsim_version", "git_commit") if config.get(key)}
+
+
+def _registry_version(client: Any, uri: str) -> dict[str, str]:
+    """For `models:/name@alias` and `models:/name/version`: the registered name and the version it meant."""
+    match = re.match(r"^models:/([^/@]+)(?:@([^/]+)|/(\d+))/?$", uri)
+    if not match:
+        return {}
+    name, alias, version = match.groups()
+    try:
+        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    except Exception:  # noqa: BLE001 - the model itself already loaded; this is only a label
+        return {"registered_model": name}
+    return {"registered_model": name, "registered_model_version": str(mv.version)}
 
 
 def _run_id_from_uri(uri: str) -> str | None:
     match = re.match(r"runs:/([0-9a-f]{32})", uri)
     return match.group(1) if match else None
-
-
-def _run_id_in_checkpoint(path: Path) -> str | None:
-    """The MLflow run id `CaloVAE.on_save_checkpoint` stored, if the training was tracked."""
-    run_id = load_checkpoint(path).get("mlflow_run_id")
-    return run_id if isinstance(run_id, str) and _RUN_ID.match(run_id) else None
 
 
 def incident_energies(
@@ -165,6 +209,19 @@ def iter_generated(
             yield CaloShowers(e.cpu().numpy(), showers.float().cpu().numpy())
 
 
+def provenance_attrs(loaded: LoadedGenerator, seed: int) -> dict[str, Any]:
+    """File attributes: model URI, its run, registry version, detsim version and commit, seed, threshold."""
+    from detsim.provenance import provenance
+
+    attrs: dict[str, Any] = {"generator": "detsim CaloVAE", "seed": int(seed),
+                             "readout_threshold_mev": loaded.threshold_mev, **provenance(), **loaded.provenance}
+    if loaded.model_uri:
+        attrs["model_uri"] = loaded.model_uri
+    if loaded.mlflow_run_id:
+        attrs["mlflow_run_id"] = loaded.mlflow_run_id
+    return attrs
+
+
 def generate_to_file(
     loaded: LoadedGenerator,
     energies: np.ndarray,
@@ -174,12 +231,15 @@ def generate_to_file(
     root: Any = None,
     progress: bool = True,
     compile: bool = False,
+    overwrite: bool = True,
 ) -> Path:
-    """Write generated showers to `out` (HDF5 CaloChallenge layout, or ROOT by extension)."""
-    attrs = {"generator": "detsim CaloVAE", "seed": int(seed)}
-    if loaded.mlflow_run_id:
-        attrs["mlflow_run_id"] = loaded.mlflow_run_id
-    with open_writer(out, loaded.n_voxels, root=root, attrs=attrs) as writer:
+    """Write generated showers to `out` (HDF5 CaloChallenge layout, or ROOT by extension), atomically.
+
+    HDF5 files carry their provenance as attributes (`provenance_attrs`), so an evaluation can find the
+    training run and anyone can tell which model, version and commit made them.
+    """
+    attrs = provenance_attrs(loaded, seed)
+    with open_output(out, loaded.n_voxels, root=root, attrs=attrs, overwrite=overwrite) as writer:
         for chunk in iter_generated(loaded, energies, batch_size, seed, progress, compile):
             writer.append(chunk)
     return Path(out)

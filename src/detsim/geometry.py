@@ -300,3 +300,25 @@ def load_geometry(spec: Mapping[str, Any] | str | Path) -> Geometry:
             raise DataFileError(path, None, "a geometry YAML file", "no such file")
         return Geometry.from_config(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
     raise ConfigError(f"cannot load a geometry from {spec!r}: give a config mapping, .xml or .yaml")
+
+
+def known_voxel_counts() -> dict[int, str]:
+    """Voxel count -> name of every geometry in `conf/geometry/`: what a file of unnamed geometry is checked against."""
+    from detsim.paths import config_dir
+
+    counts: dict[int, str] = {}
+    for path in sorted((config_dir() / "geometry").glob("*.yaml")):
+        try:
+            geometry = load_geometry(path)
+        except DataFileError:
+            continue  # a geometry whose binning file is absent on this machine cannot be matched
+        counts.setdefault(geometry.n_voxels, geometry.name)
+    return counts
+
+
+def check_known_voxel_count(path: str | Path, key: str, n_voxels: int) -> None:
+    """Refuse a voxel count that no known geometry has (a truncated or foreign file); name the known counts."""
+    known = known_voxel_counts()
+    if n_voxels not in known:
+        listed = ", ".join(f"{n} ({name})" for n, name in sorted(known.items()))
+        raise DataFileError(path, key, f"a known geometry's voxel count ({listed}) or geometry=<name>", f"{n_voxels}")

@@ -2,7 +2,9 @@
 
 A checkpoint is a pickle; unpickling runs arbitrary code. Every checkpoint detsim reads goes through
 `torch.load(weights_only=True)`, which only rebuilds tensors and plain containers and refuses anything else.
-Output folders named in configs are resolved (symlinks, `..`) and checked before the first byte is written.
+Hyper-parameters read back from a checkpoint or a logged model may name only detsim's own classes
+(`ALLOWED_TARGETS`, `check_targets`). Output folders named in configs are resolved (symlinks, `..`) and
+checked before the first byte is written.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -40,6 +42,52 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
+# Classes and factories a checkpoint's hyper-parameters (or a logged model's config) may name. Hydra's
+# `instantiate` imports and calls any `_target_`, nested ones included, so a planted checkpoint could
+# otherwise run `os.system` the moment a model is rebuilt from it. This is the one list to extend when
+# detsim gains a model or backbone.
+ALLOWED_TARGETS: frozenset[str] = frozenset({
+    "detsim.models.vae.CaloVAE",
+    *(f"detsim.models.vae.heads.{name}" for name in ("SigmoidHead", "LogNormalHurdleHead", "WeibullHurdleHead")),
+    *(f"detsim.models.vae.prior.{name}" for name in ("StandardPrior", "FittedPrior", "AggregatePrior")),
+    *(f"detsim.models.vae.voxel_map.{name}" for name in ("IdentityVoxelMap", "AffineVoxelMap", "QuantileVoxelMap")),
+    "detsim.models.pid.ParticleIdClassifier",
+    "detsim.models.shower_cnn.build_shower_cnn",
+    "detsim.models.shower_cnn.MLPBackbone",
+})
+
+
+def allowed_name(cls: type) -> str | None:
+    """The allow-listed dotted name under which `cls` is importable (its public path), or None."""
+    import importlib
+
+    for name in sorted(ALLOWED_TARGETS):
+        module_name, _, attr = name.rpartition(".")
+        module = importlib.import_module(module_name)  # allow-listed detsim modules only
+        if getattr(module, attr, None) is cls:
+            return name
+    return None
+
+
+class DisallowedTargetError(DataFileError):
+    """Hyper-parameters name a class or function outside detsim's allow-list."""
+
+
+def check_targets(node: Any, source: str | Path, key: str = "hyper_parameters") -> None:
+    """Refuse any `_target_` (at any depth) that is not in `ALLOWED_TARGETS`, before anything is imported."""
+    if isinstance(node, Mapping):
+        target = node.get("_target_")
+        if target is not None and str(target) not in ALLOWED_TARGETS:
+            raise DisallowedTargetError(source, f"{key}._target_", f"one of detsim's own classes "
+                                        f"({', '.join(sorted(ALLOWED_TARGETS))})", repr(str(target)))
+        for name, value in node.items():
+            if name != "_target_":
+                check_targets(value, source, f"{key}.{name}")
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            check_targets(value, source, f"{key}[{i}]")
+
+
 def checked_output_dir(path: str | Path, what: str = "output folder") -> Path:
     """Resolve `path` (user, symlinks, `..`), create it, and check it is a writable folder; return the resolved path."""
     resolved = Path(os.path.expandvars(str(path))).expanduser().resolve()
@@ -50,5 +98,8 @@ def checked_output_dir(path: str | Path, what: str = "output folder") -> Path:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise DataFileError(resolved, None, f"a writable location for the {what}", f"{existing} is not writable")
-    resolved.mkdir(parents=True, exist_ok=True)
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # /proc, read-only mounts: os.access says yes to root, mkdir says no
+        raise DataFileError(resolved, None, f"a writable location for the {what}", exc.strerror) from None
     return resolved

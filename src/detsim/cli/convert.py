@@ -4,11 +4,11 @@
 
 The output is first written beside its target under a temporary name and moved into place only when
 every chunk has been read, validated and written, so a failed conversion leaves no half file behind.
+Without a named geometry the voxel count must be one of a known geometry's (conf/geometry/).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from detsim.cli.app import hydra_app
 from detsim.errors import ConfigError, DataFileError
-from detsim.geometry import load_geometry
+from detsim.geometry import check_known_voxel_count, load_geometry
 from detsim.io import count_showers, file_format, iter_showers, open_writer
 from detsim.io.shards import expand_shards
+from detsim.io.writer import atomic_output
 from detsim.io.validation import ValidationRules
 
 
@@ -32,42 +33,40 @@ def convert(
     layout: Any = None,
     overwrite: bool = False,
     progress: bool = True,
+    known_geometry: bool = False,
 ) -> int:
     """Convert `source` (a file, a glob or a list of shards, merged) into `target`; returns the number of showers.
 
     `layout` (a RootLayout or a `conf/io/root` mapping) describes every ROOT side; None is the fixed layout.
+    `known_geometry` (the CLI without geometry=): refuse a voxel count that no `conf/geometry` file has.
     """
     target = Path(target)
     file_format(target)  # reject an unknown output suffix before reading anything
     files = expand_shards(source)
     if any(f.resolve() == target.resolve() for f in files):
         raise DataFileError(target, None, "an output path different from the input", "the input itself")
-    if target.exists() and not overwrite:
-        raise DataFileError(target, None, "a path that does not exist yet (or overwrite=true)", "an existing file")
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     source = files if len(files) > 1 else files[0]
     total = count_showers(source, root=layout)
-    partial = target.with_name(f".{target.stem}.partial{target.suffix}")
     writer: Any = None
-    try:
-        with _progress(progress) as bar:
-            label = files[0].name if len(files) == 1 else f"{len(files)} shards"
-            task = bar.add_task(f"{label} -> {target.name}", total=total)
-            for chunk in iter_showers(source, chunk_size, n_voxels, rules, root=layout):
-                if writer is None:
-                    writer = open_writer(partial, chunk.n_voxels, root=layout)
-                writer.append(chunk)
-                bar.advance(task, len(chunk))
-        if writer is None:
-            raise DataFileError(source, None, "at least one shower", "none read")
-        writer.close()
-        os.replace(partial, target)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_output(target, overwrite) as partial:
+        try:
+            with _progress(progress) as bar:
+                label = files[0].name if len(files) == 1 else f"{len(files)} shards"
+                task = bar.add_task(f"{label} -> {target.name}", total=total)
+                for chunk in iter_showers(source, chunk_size, n_voxels, rules, root=layout):
+                    if writer is None:
+                        if n_voxels is None and known_geometry:
+                            check_known_voxel_count(files[0], "voxels per shower", chunk.n_voxels)
+                        writer = open_writer(partial, chunk.n_voxels, root=layout)
+                    writer.append(chunk)
+                    bar.advance(task, len(chunk))
+            if writer is None:
+                raise DataFileError(source, None, "at least one shower", "none read")
+        finally:
+            if writer is not None:
+                writer.close()
     return writer.n_written
 
 
@@ -89,6 +88,7 @@ def main(cfg: DictConfig) -> None:
         rules=ValidationRules.from_config(OmegaConf.to_container(cfg.validation, resolve=True)),
         layout=OmegaConf.to_container(cfg.io.root, resolve=True),  # uproot is imported only for ROOT files
         overwrite=bool(cfg.overwrite),
+        known_geometry=n_voxels is None,
     )
     print(f"wrote {n} showers to {cfg.output}")
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from detsim.cli.app import hydra_app
+from detsim.cli.app import hydra_app, positive_int
 
 
 @hydra_app("simulate")
 def main(cfg: DictConfig) -> object:
+    positive_int(cfg.n, "n")  # n=0 would write a file detsim's own readers reject
     return hydra.utils.get_method(cfg.simulator.entry)(cfg)
 
 

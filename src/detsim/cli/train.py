@@ -17,9 +17,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from detsim.cli.console import output_is_terminal
 from detsim.training.progress import EpochLines
 from detsim.cli.app import hydra_app
-from detsim.errors import ConfigError
+from detsim.errors import ConfigError, DetsimError
+from detsim.io.checkpoint import AtomicCheckpointIO
 from detsim.security import checked_output_dir, load_checkpoint
-from detsim.tracking import flatten_config, log_artifact, log_text, make_mlflow_logger, mark_run_failed
+from detsim.tracking import (data_files, flatten_config, log_artifact, log_text, make_mlflow_logger, mark_run_failed,
+                             start_system_metrics, stop_system_metrics)
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,22 @@ def run_output_dir(cfg: DictConfig) -> Path:
 
 
 def newest_checkpoint(cfg: DictConfig, out_dir: Path) -> Path | None:
-    """The newest of `<run folder>/hpc_ckpt_*.ckpt` (preemption) and `last*.ckpt` of the checkpoint callback."""
+    """The newest intact checkpoint of the run folder: `hpc_ckpt_*.ckpt` (preemption), then every checkpoint
+    the checkpoint callbacks wrote (`last*.ckpt` first among equals); a broken one is skipped with a warning."""
     candidates = list(out_dir.glob("hpc_ckpt_*.ckpt"))
-    ckpt_cfg = (cfg.get("callbacks") or {}).get("model_checkpoint")
-    if ckpt_cfg is not None and ckpt_cfg.get("dirpath"):
-        candidates += list(Path(str(ckpt_cfg.dirpath)).glob("last*.ckpt"))
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+    for ckpt_cfg in (cfg.get("callbacks") or {}).values():
+        if ckpt_cfg is not None and ckpt_cfg.get("dirpath"):
+            candidates += list(Path(str(ckpt_cfg.dirpath)).glob("*.ckpt"))
+    newest_first = sorted(set(candidates), key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("last")),
+                          reverse=True)
+    for path in newest_first:
+        try:
+            load_checkpoint(path)
+        except DetsimError as exc:
+            log.warning("ckpt_path=auto: skipping broken checkpoint %s (%s)", path, exc)
+            continue
+        return path
+    return None
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
@@ -105,38 +117,81 @@ def progress_bar_enabled(cfg: DictConfig) -> bool:
     return bool(cfg.get("trainer", {}).get("enable_progress_bar", True)) and output_is_terminal()
 
 
-def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: Any, logger_cfg: Any) -> None:
-    """Log `model.mlflow_model()` (plain module + input example) with a signature, if the model offers it.
+def log_inference_model(trainer: L.Trainer, model: L.LightningModule, logger: Any, logger_cfg: Any,
+                        register: str | None = None) -> str | None:
+    """Log `model.mlflow_model()` as an MLflow model named `model`; register it as `register` if given.
 
-    `logger.model_format` picks MLflow's serialisation: "pickle" (default) works for generators that draw
-    random numbers shaped by the batch, which torch.export ("pt2") cannot trace with a dynamic batch size.
+    `logger.model_format: safe` (default) writes detsim's pickle-free format (`detsim.safe_model`:
+    safetensors weights + YAML config, MLflow flavours `detsim` and `python_function`), which
+    `detsim-generate` loads; it needs a model class rebuildable from its hyper-parameters (the allow-list
+    in `detsim.security`). `pickle` / `pt2` log MLflow's PyTorch flavour instead, which detsim refuses to
+    load. Returns the logged model's URI.
     """
     if trainer.global_rank != 0 or logger is None or not hasattr(model, "mlflow_model"):
-        return
+        return None
     import mlflow
     import torch
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
+
+    from detsim import safe_model
+    from detsim.security import allowed_name
 
     module, example = model.mlflow_model()
     module = module.cpu().eval()
     with torch.no_grad():
         output = module(torch.as_tensor(example)).numpy()
+    signature = infer_signature(example, output)
+    model_format = str(logger_cfg.get("model_format", "safe"))
+    if model_format == "safe" and allowed_name(type(model)) is None:
+        log.warning("model class %s is not in detsim.security.ALLOWED_TARGETS: logging MLflow's pickled "
+                    "PyTorch flavour, which detsim-generate will not load", type(model).__qualname__)
+        model_format = "pickle"
     mlflow.set_tracking_uri(logger._tracking_uri)
     # nested when a caller's run is active (pipelines/g2net.py trains inside its parent run)
     with mlflow.start_run(run_id=logger.run_id, nested=mlflow.active_run() is not None):
-        mlflow.pytorch.log_model(
-            module,
-            name="model",
-            signature=infer_signature(example, output),
-            input_example=example,
-            serialization_format=str(logger_cfg.get("model_format", "pickle")),
-            # naming the requirements skips MLflow's inference, a subprocess that cost ~13 s per run
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
-        )
+        if model_format == "safe":
+            info = Model.log(None, flavor=safe_model, name="model", model=model.cpu().eval(), signature=signature,
+                             input_example=example, registered_model_name=register)
+        else:
+            info = mlflow.pytorch.log_model(
+                module, name="model", signature=signature, input_example=example,
+                serialization_format=model_format, registered_model_name=register,
+                # naming the requirements skips MLflow's inference, a subprocess that cost ~13 s per run
+                pip_requirements=safe_model.requirements(),
+            )
+    if register:
+        log.info("registered %s version %s (pin it: MlflowClient().set_registered_model_alias(%r, 'prod', %s))",
+                 register, info.registered_model_version, register, info.registered_model_version)
+    return info.model_uri
+
+
+def log_run_start(logger: Any, cfg: DictConfig) -> None:
+    """What a fresh training run records before fitting: the config once (params and config.yaml), the
+    detsim version and commit, a description, and the data files as dataset inputs with their digests."""
+    from detsim.tracking import data_files, log_dataset_inputs, log_params, provenance_tags
+
+    client, run_id = logger.experiment, logger.run_id
+    log_params(client, run_id, flatten_config(cfg))
+    for key, value in provenance_tags(describe_run(cfg)).items():
+        client.set_tag(run_id, key, value)
+    log_dataset_inputs(client, run_id, data_files(cfg.get("data")))
+
+
+def describe_run(cfg: DictConfig) -> str:
+    """`cfg.description`, else one generated line: model, geometry, data, epochs, seed."""
+    if cfg.get("description"):
+        return str(cfg.description)
+    model = str((cfg.get("model") or {}).get("_target_", "model")).rsplit(".", 1)[-1]
+    geometry = (cfg.get("geometry") or {}).get("name", "")
+    data = ", ".join(str(p) for p in data_files(cfg.get("data")).values()) or "no data file"
+    epochs = (cfg.get("trainer") or {}).get("max_epochs")
+    return f"{model} {geometry} trained on {data}; max_epochs={epochs}, seed={cfg.get('seed')}"
 
 
 def train(cfg: DictConfig) -> float | None:
     """Fit (and optionally test) the configured model; return `cfg.optimized_metric` for sweepers."""
+    if cfg.get("register") and not (cfg.get("logger") and cfg.logger.get("log_model", True)):
+        raise ConfigError(f"register={cfg.register}: registering needs a logged model (logger.log_model=true)")
     L.seed_everything(cfg.seed, workers=True)
     out_dir = run_output_dir(cfg)
     ckpt_path = resume_checkpoint(cfg, out_dir)
@@ -147,16 +202,25 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")  # plain hparams: checkpoints stay weights_only-loadable
     callbacks = build_callbacks(cfg)
+    # every checkpoint goes through a temporary file renamed into place (a kill leaves the old or the new one)
+    plugins = [*instantiate(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()]
+    if logger is not None and cfg.logger.get("train_metrics_every_epoch", True):
+        from detsim.training.epoch_metrics import LogTrainMetricsAtEpochEnd
+
+        callbacks.append(LogTrainMetricsAtEpochEnd())
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir),
+        cfg.trainer, callbacks=callbacks, logger=logger or False, default_root_dir=str(out_dir), plugins=plugins,
         enable_progress_bar=progress_bar_enabled(cfg),
     )
+    monitor = None
     if logger is not None and trainer.global_rank == 0:
         if logger._run_id is None:
-            logger.log_hyperparams(flatten_config(cfg))
+            log_run_start(logger, cfg)
             log_text(trainer, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         (out_dir / RUN_ID_FILE).write_text(str(logger.run_id))
         log.info("MLflow run %s at %s", logger.run_id, logger._tracking_uri)
+        if cfg.logger.get("system_metrics", True):
+            monitor = start_system_metrics(logger, float(cfg.logger.get("system_metrics_interval_s", 10.0)))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -167,14 +231,16 @@ def train(cfg: DictConfig) -> float | None:
         if trainer.global_rank == 0:
             mark_run_failed(logger, f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        stop_system_metrics(monitor)
     if _preempted(trainer):
         log.warning("training stopped by a preemption signal; resume from the checkpoint in %s", out_dir)
         return None
     best = _has_best(trainer)
     if best:
         log_artifact(trainer, best, "checkpoints")
-    if cfg.logger and cfg.logger.get("log_model", True):
-        log_inference_model(trainer, model, logger, cfg.logger)
+    if cfg.get("logger") and cfg.logger.get("log_model", True):
+        log_inference_model(trainer, model, logger, cfg.logger, register=cfg.get("register"))
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None

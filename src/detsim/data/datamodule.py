@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from detsim.data.datasets import (
+    EpochLoader,
     InMemoryShowerDataset,
     StreamingShowerDataset,
     pass_batch,
@@ -158,7 +159,7 @@ class CaloDataModule(SplitDataModule):
                 dataset, batch_size=self.batch_size, shuffle=(name == "train"), generator=generator,
                 collate_fn=pass_batch, pin_memory=self.pin_memory,
             )
-        return DataLoader(
+        return EpochLoader(
             dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=False,
         )

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from detsim.errors import ConfigError
 from detsim.io import iter_showers
@@ -88,6 +88,54 @@ def _shard(pieces: Ranges, worker: int, n_workers: int) -> Ranges:
     return out
 
 
+def _rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the DDP process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rank_share(pieces: Ranges, rank: int, world: int) -> Ranges:
+    """Rank `rank`'s contiguous share of the rows of `pieces`: ceil(total / world) rows for every rank.
+
+    Every rank must run the same number of batches (DDP's gradient all-reduce hangs otherwise), so when the
+    rows do not divide evenly the last ranks wrap round to the first rows: at most world - 1 rows are seen
+    twice per epoch, as with torch's DistributedSampler; every row is seen at least once.
+    """
+    if world == 1:
+        return list(pieces)
+    total = sum(b - a for a, b in pieces)
+    pad = -(-total // world) * world - total
+    return _shard(list(pieces) + _head(pieces, pad), rank, world)
+
+
+def _head(pieces: Ranges, n: int) -> Ranges:
+    """The first `n` rows of `pieces`, as ranges."""
+    out: Ranges = []
+    for a, b in pieces:
+        if n <= 0:
+            break
+        out.append((a, min(b, a + n)))
+        n -= out[-1][1] - a
+    return out
+
+
+class EpochLoader(DataLoader):
+    """A DataLoader that tells its dataset which epoch starts, so every DDP rank shuffles the same way.
+
+    The streaming dataset's permutation must be identical on all ranks (each then takes its own share);
+    a counter bumped here, in the main process, reaches the (non-persistent) workers with the dataset copy.
+    """
+
+    def __iter__(self):  # noqa: ANN204 - DataLoader's own iterator type
+        if hasattr(self.dataset, "epoch"):
+            self.dataset.epoch += 1
+            self.dataset.rank_world = _rank_and_world()  # worker processes have no process group of their own
+        return super().__iter__()
+
+
 def _to_batch(energy: np.ndarray, showers: np.ndarray) -> Batch:
     return {"incident_energy": torch.from_numpy(np.ascontiguousarray(energy)),
             "showers": torch.from_numpy(np.ascontiguousarray(showers))}
@@ -97,7 +145,8 @@ class StreamingShowerDataset(IterableDataset):
     """Stream one split of a shower file in batches, reading `chunk_size` rows at a time.
 
     Shuffling (train) permutes the split's pieces each epoch and mixes rows in a buffer of
-    `shuffle_buffer` rows; DataLoader workers each take a disjoint, equal share of the rows.
+    `shuffle_buffer` rows. Under DDP each rank takes a disjoint share of the rows (`rank_share`), and each
+    DataLoader worker a disjoint, equal share of its rank's rows: one epoch reads every row once.
     The epoch's randomness comes from torch's generator (seeded by Lightning's `seed_everything`)
     combined with `seed`, so the same seeds give the same batches.
     """
@@ -121,18 +170,26 @@ class StreamingShowerDataset(IterableDataset):
         self.n_voxels, self.rules, self.root_layout = n_voxels, rules, root_layout
         self.chunk_size, self.shuffle, self.shuffle_buffer = int(chunk_size), shuffle, int(shuffle_buffer)
         self.seed, self.num_workers = int(seed), int(num_workers)
+        self.epoch = 0  # bumped by EpochLoader; the shuffle of a DDP run derives from it
+        self.rank_world = (0, 1)  # set by EpochLoader in the main process, read in DataLoader workers
 
     @property
     def n_rows(self) -> int:
         return sum(b - a for a, b in self.ranges)
 
     def __len__(self) -> int:
-        """Batches per epoch for `num_workers` workers (each ends with its own partial batch)."""
-        n, workers = self.n_rows, max(1, self.num_workers)
+        """Batches per epoch of this rank for `num_workers` workers (each ends with its own partial batch)."""
+        world = _rank_and_world()[1]
+        n, workers = -(-self.n_rows // world), max(1, self.num_workers)
         shares = [n * (w + 1) // workers - n * w // workers for w in range(workers)]
         return sum(math.ceil(share / self.batch_size) for share in shares)
 
+    def _rank_and_world(self) -> tuple[int, int]:
+        return _rank_and_world() if get_worker_info() is None else self.rank_world
+
     def _epoch_rng(self) -> np.random.Generator:
+        if self._rank_and_world()[1] > 1:  # identical on every rank: each then reads its own share of one order
+            return np.random.default_rng([self.seed, self.epoch])
         info = get_worker_info()
         # All workers of one epoch share base_seed (= info.seed - info.id); a new epoch draws a new one.
         base = info.seed - info.id if info is not None else int(torch.randint(0, 2**62, (1,)).item())
@@ -145,7 +202,8 @@ class StreamingShowerDataset(IterableDataset):
         rng = self._epoch_rng() if self.shuffle else None
         if rng is not None:
             pieces = [pieces[i] for i in rng.permutation(len(pieces))]
-        chunks = self._read(_shard(pieces, worker, n_workers))
+        rank, world = self._rank_and_world()
+        chunks = self._read(_shard(rank_share(pieces, rank, world), worker, n_workers))
         yield from (self._shuffled(chunks, rng) if rng is not None else self._batched(chunks))
 
     def _read(self, ranges: Ranges) -> Iterator[CaloShowers]:

@@ -13,12 +13,13 @@ from rich.table import Table
 
 from detsim.eval import plots
 from detsim.eval.suite import EvaluationResult
+from detsim.io.writer import atomic_output
 
 
 def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=True))
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=True))
     return path
 
 
@@ -51,28 +52,47 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 def log_to_mlflow(
     metrics: Mapping[str, Any],
     out_dir: str | Path,
-    tracking_uri: str | None,
+    tracking_uri: str,
     experiment_name: str,
     params: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
     run_name: str | None = None,
+    link_run_id: str | None = None,
+    artifact_location: str | None = None,
 ) -> str:
-    """Open one run, log params, metrics and every file under out_dir as artifacts; return its run id."""
+    """Open one run, log params, metrics and every file under out_dir as artifacts; return its run id.
+
+    link_run_id: the training run of the generating model; when the store knows it, the evaluation goes
+    into that run's experiment (beside the model it judges), else into `experiment_name` (created with
+    `artifact_location` if new). `tracking_uri` is resolved by the caller (detsim.tracking).
+    """
     import mlflow
 
-    from detsim.tracking import default_artifact_location, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(experiment_name) is None:
-        mlflow.create_experiment(experiment_name, artifact_location=default_artifact_location(uri, experiment_name))
-    mlflow.set_experiment(experiment_name)
-    with mlflow.start_run(run_name=run_name, tags=dict(tags or {})) as run:
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = _experiment_of_run(link_run_id)
+    if experiment_id is None:
+        if mlflow.get_experiment_by_name(experiment_name) is None:
+            mlflow.create_experiment(experiment_name, artifact_location=artifact_location)
+        experiment_id = mlflow.get_experiment_by_name(experiment_name).experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})) as run:
         if params:
             mlflow.log_params(dict(params))
         mlflow.log_metrics(flat_metrics(metrics))
         mlflow.log_artifacts(str(out_dir))
         return run.info.run_id
+
+
+def _experiment_of_run(run_id: str | None) -> str | None:
+    """The experiment id of `run_id` in the current store, or None (no id, or a run of another store)."""
+    if not run_id:
+        return None
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return MlflowClient().get_run(run_id).info.experiment_id
+    except MlflowException:
+        return None
 
 
 def summary_table(metrics: Mapping[str, Any], n_worst: int = 5) -> Table:

@@ -9,13 +9,14 @@ Readers stream validated chunks; writers append chunks. Models never see files.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from detsim.errors import DataFileError
 from detsim.io.shards import expand_shards, is_single_file
 from detsim.io.validation import ValidationRules
-from detsim.io.writer import ShowerWriter
+from detsim.io.writer import ShowerWriter, atomic_output
 from detsim.showers import CaloShowers
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -114,6 +115,19 @@ def open_writer(
     return RootShowerWriter(path, n_voxels, _root_layout(root))
 
 
+@contextmanager
+def open_output(
+    path: str | Path, n_voxels: int, root: Any = None, attrs: Mapping[str, Any] | None = None, overwrite: bool = True
+) -> Iterator[ShowerWriter]:
+    """`open_writer` on a temporary file that replaces `path` only when the block exits without an error."""
+    with atomic_output(path, overwrite) as partial:
+        writer = open_writer(partial, n_voxels, root=root, attrs=attrs)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+
 def write_showers(path: str | Path, showers: CaloShowers, root: Any = None, attrs: Mapping[str, Any] | None = None) -> None:
-    with open_writer(path, showers.n_voxels, root=root, attrs=attrs) as writer:
+    with open_output(path, showers.n_voxels, root=root, attrs=attrs) as writer:
         writer.append(showers)

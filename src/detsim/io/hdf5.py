@@ -85,7 +85,11 @@ def _read_block(handle: h5py.File, layout: str, start: int, stop: int) -> tuple[
 
 def _check_lengths(handle: h5py.File, layout: str) -> int:
     keys = (ENERGY_KEY, SHOWER_KEY) if layout == "calochallenge" else (CALOGAN_ENERGY_KEY, *CALOGAN_LAYER_KEYS)
-    lengths = {k: int(_dataset(handle, k).shape[0]) for k in keys}
+    datasets = {k: _dataset(handle, k) for k in keys}
+    for k, ds in datasets.items():
+        if ds.ndim == 0:
+            raise DataFileError(handle.filename, k, "a dataset with one row per shower", "a scalar dataset")
+    lengths = {k: int(ds.shape[0]) for k, ds in datasets.items()}
     if len(set(lengths.values())) != 1:
         raise DataFileError(handle.filename, ", ".join(keys), "the same number of entries", str(lengths))
     n = lengths[keys[0]]

@@ -115,8 +115,11 @@ def _get_tree(handle: Any, path: Path, layout: RootLayout) -> Any:
     try:
         tree = handle[layout.tree]
     except KeyError:
-        trees = sorted({k.split(";")[0] for k, c in handle.classnames().items() if c == "TTree"})
-        raise DataFileError(path, layout.tree, "a TTree of that name", f"trees {trees}") from None
+        # RNTuples (what `file[name] = {...}` writes in uproot >= 5.4) read like TTrees: name them as well
+        found = sorted({f"{k.split(';')[0]} ({c.replace('ROOT::', '')})" for k, c in handle.classnames().items()
+                        if c in ("TTree", "ROOT::RNTuple")})
+        raise DataFileError(path, layout.tree, "a TTree or RNTuple of that name (the ROOT layout's tree key)",
+                            f"{', '.join(found) or 'no TTree or RNTuple'}") from None
     except Exception as exc:
         raise DataFileError(path, layout.tree, "a readable TTree", f"unreadable ({_one_line(exc)})") from exc
     if not hasattr(tree, "iterate"):

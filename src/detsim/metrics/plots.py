@@ -18,8 +18,17 @@ import numpy as np  # noqa: E402
 
 from detsim.metrics.roc import RocCurve  # noqa: E402
 from detsim.metrics.separation import HistComparison, normalise  # noqa: E402
+from detsim.files import atomic_output  # noqa: E402
 
 STYLE = hep.style.ATLAS
+
+
+def save_figure(fig: "plt.Figure", path: str | Path, **kwargs: object) -> Path:
+    """`fig.savefig` through a temporary file renamed into place, so a kill never leaves a truncated image."""
+    path = Path(path)
+    with atomic_output(path) as partial:
+        fig.savefig(partial, format=path.suffix.lstrip(".") or "png", **kwargs)
+    return path
 
 
 def feature_histogram(
@@ -54,7 +63,7 @@ def feature_histogram(
         rax.set_xlabel(xlabel)
         if comparison.binning.log:
             rax.set_xscale("log")
-        fig.savefig(path, dpi=dpi)
+        save_figure(fig, path, dpi=dpi)
         plt.close(fig)
     return path
 
@@ -74,6 +83,6 @@ def roc_curves(curves: Mapping[str, RocCurve], path: str | Path, title: str | No
         if title:
             ax.set_title(title)
         ax.legend(loc="lower right", fontsize="small")
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        save_figure(fig, path, dpi=dpi, bbox_inches="tight")
         plt.close(fig)
     return path

@@ -22,6 +22,7 @@ from detsim.config import to_plain
 from detsim.metrics.roc import PidScore, roc_auc, save_roc_plot
 from detsim.models.shower_cnn import backbone_factory
 from detsim.geometry import load_geometry
+from detsim.security import check_targets
 
 
 class LowLevelInputs(nn.Module):
@@ -56,6 +57,8 @@ class ParticleIdClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         geometry, backbone = to_plain(geometry), to_plain(backbone)
+        # the backbone config may come from a checkpoint: only detsim's own classes are instantiated
+        check_targets(backbone, type(self).__name__, "backbone")
         self.save_hyperparameters({"geometry": geometry, "backbone": backbone, "lr": lr, "weight_decay": weight_decay,
                                    "voxel_scale": voxel_scale, "signal_efficiency": signal_efficiency})
         self.geometry = load_geometry(geometry)

@@ -7,11 +7,13 @@ project root with artifacts in a folder beside it; a server (`http://...`) is a 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from detsim.errors import ConfigError, DetsimError
 from detsim.paths import project_root
@@ -46,20 +48,67 @@ def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | 
     return (db_path.parent / "mlartifacts" / experiment_name).resolve().as_uri()
 
 
+MAX_PARAM_LENGTH = 6000      # MLflow's limit on a param value; longer values are pointed to, never cut
+LONG_VALUE_ARTIFACT = "config.yaml"
+_REFERENCE = re.compile(r"^\$\{(?:oc\.select:)?([A-Za-z_][\w.]*)(?:,[^}]*)?\}$")
+
+
+def _long_value(value: str) -> str:
+    if len(value) <= MAX_PARAM_LENGTH:
+        return value
+    return f"<{len(value)} characters: see the run's artifact {LONG_VALUE_ARTIFACT}>"
+
+
 def flatten_config(cfg: DictConfig | Mapping[str, Any], sep: str = "/") -> dict[str, str]:
-    """Nested config -> {"model/latent_dim": "10", ...}; lists stay whole as their string form."""
-    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    """Nested config -> {"model/latent_dim": "10", ...}, each setting once.
+
+    A node that only refers to another one (`geometry: ${geometry}`, `${oc.select:seed,0}`) is logged as
+    that reference instead of a second copy of its values; lists stay whole as their string form; a
+    value longer than MLflow's limit is replaced by a pointer to the config artifact (never cut).
+    """
     flat: dict[str, str] = {}
 
-    def walk(node: Any, prefix: str) -> None:
+    def walk_plain(node: Any, prefix: str) -> None:
         if isinstance(node, Mapping) and node:
             for key, value in node.items():
-                walk(value, f"{prefix}{sep}{key}" if prefix else str(key))
+                walk_plain(value, f"{prefix}{sep}{key}" if prefix else str(key))
         else:
-            flat[prefix] = str(node)[:6000]
+            flat[prefix] = _long_value(str(node))
 
-    walk(container, "")
+    def walk(node: DictConfig, prefix: str) -> None:
+        if not node:
+            flat[prefix] = "{}"
+        for key in node.keys():
+            name = f"{prefix}{sep}{key}" if prefix else str(key)
+            if OmegaConf.is_missing(node, key):
+                flat[name] = "???"
+                continue
+            if OmegaConf.is_interpolation(node, key):
+                match = _REFERENCE.match(str(node._get_node(key)._value()))
+                if match and OmegaConf.select(cfg, match.group(1), default=None) is not None:
+                    flat[name] = "${" + match.group(1) + "}"
+                    continue
+            value = node[key]
+            if isinstance(value, DictConfig):
+                walk(value, name)
+            else:
+                plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, ListConfig) else value
+                flat[name] = _long_value(str(plain))
+
+    if isinstance(cfg, DictConfig):
+        walk(cfg, "")
+    else:
+        walk_plain(dict(cfg), "")
     return flat
+
+
+def log_params(client: Any, run_id: str, params: Mapping[str, str], batch: int = 100) -> None:
+    """Log params in batches with MLflow's client (Lightning's logger would cut values at 250 characters)."""
+    from mlflow.entities import Param
+
+    items = [Param(str(k), str(v)) for k, v in params.items()]
+    for start in range(0, len(items), batch):
+        client.log_batch(run_id, params=items[start : start + batch], synchronous=True)
 
 
 def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
@@ -116,10 +165,24 @@ def parent_run_tags() -> dict[str, str]:
     return {"mlflow.parentRunId": parent} if parent else {}
 
 
-def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None, run_id: str | None = None):
-    """Lightning's MLFlowLogger from `conf/logger/mlflow.yaml`; `run_id` continues an earlier run (resume)."""
+def _config_params_logger():
+    """Lightning's MLFlowLogger minus Lightning's own hyper-parameter logging.
+
+    Lightning logs the model's and the datamodule's init arguments at fit start: a second copy of the
+    config under other names (and stale ones), cut at 250 characters. detsim logs the composed config
+    once instead (`flatten_config`, `log_params`).
+    """
     from lightning.pytorch.loggers import MLFlowLogger
 
+    class ConfigParamsMLFlowLogger(MLFlowLogger):
+        def log_hyperparams(self, params: Any) -> None:
+            """Ignored: the run's params are the composed config (detsim.tracking.log_params)."""
+
+    return ConfigParamsMLFlowLogger
+
+
+def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None, run_id: str | None = None):
+    """Lightning's MLFlowLogger from `conf/logger/mlflow.yaml`; `run_id` continues an earlier run (resume)."""
     uri = resolve_tracking_uri(logger_cfg.get("tracking_uri"))
     check_tracking_server(uri, float(logger_cfg.get("connect_timeout_s", 5.0)))
     if uri.startswith("sqlite:///"):
@@ -128,7 +191,7 @@ def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = Non
     experiment = str(logger_cfg.get("experiment_name", "detsim"))
     artifact_location = logger_cfg.get("artifact_location") or default_artifact_location(uri, experiment)
     tags = {str(k): str(v) for k, v in dict(logger_cfg.get("tags") or {}).items()} | parent_run_tags()
-    return MLFlowLogger(
+    return _config_params_logger()(
         experiment_name=experiment,
         tracking_uri=uri,
         run_name=run_name or logger_cfg.get("run_name"),
@@ -137,6 +200,84 @@ def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = Non
         log_model=False,
         run_id=run_id,
     )
+
+
+def file_digest(path: str | Path) -> str:
+    """xxh3-128 hex of a file's bytes (32 characters: MLflow keeps dataset digests to 36)."""
+    import xxhash
+
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def data_files(data_cfg: Mapping[str, Any] | None) -> dict[str, Path]:
+    """The files a data config reads: `path` (calorimeter showers) or `files` ({particle: path}, PID)."""
+    data_cfg = data_cfg or {}
+    found: dict[str, str] = {}
+    if data_cfg.get("path"):
+        found["train"] = str(data_cfg["path"])
+    for name, path in dict(data_cfg.get("files") or {}).items():
+        found[str(name)] = str(path)
+    return {name: Path(path).expanduser().resolve() for name, path in found.items() if Path(path).expanduser().is_file()}
+
+
+def log_dataset_inputs(client: Any, run_id: str, files: Mapping[str, Path], context: str = "training") -> None:
+    """Each data file as an MLflow dataset input: its path as the source, its content digest."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for name, path in files.items():
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(path.as_uri())
+        dataset = MetaDataset(source, name=f"{name}:{path.name}", digest=file_digest(path))
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)]))
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def provenance_tags(description: str | None = None) -> dict[str, str]:
+    """detsim version and commit (also MLflow's own git tag, shown in its UI) and the run description."""
+    from detsim.provenance import provenance
+
+    info = provenance()
+    tags = {f"detsim.{key}": value for key, value in info.items()}
+    if "git_commit" in info:
+        tags["mlflow.source.git.commit"] = info["git_commit"].removesuffix("-dirty")
+    if description:
+        tags["mlflow.note.content"] = description
+    return tags
+
+
+def start_system_metrics(logger: Any, interval_s: float) -> Any:
+    """MLflow's system-metrics sampler (CPU, memory, disk, network, GPU) on the logger's run, if psutil is
+    installed; None otherwise. End it with `stop_system_metrics`."""
+    try:
+        import psutil  # noqa: F401 - MLflow's monitor needs it
+    except ImportError:
+        return None
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(logger.run_id, sampling_interval=float(interval_s), resume_logging=True,
+                                   tracking_uri=logger._tracking_uri)
+    monitor.start()
+    return monitor
+
+
+def stop_system_metrics(monitor: Any) -> None:
+    """Stop the sampler and log one last sample: a run shorter than the interval (or the tail of a long one,
+    after Lightning has ended the run) would otherwise leave its samples unpublished."""
+    if monitor is None:
+        return
+    monitor.finish()
+    monitor.collect_metrics()
+    monitor.publish_metrics(monitor.aggregate_metrics())
+    monitor.mlflow_logger.flush()
 
 
 def mark_run_failed(logger: Any, message: str) -> None:

@@ -76,7 +76,7 @@ def start(state_dir: str | Path, port: int = 5000, host: str = "127.0.0.1", time
     proc = subprocess.Popen(server_command(state, host, port, workers), stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
-    (state / PID_FILE).write_text(str(proc.pid))
+    (state / PID_FILE).write_text(f"{proc.pid} {_start_ticks(proc.pid)}\n")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -94,8 +94,14 @@ def stop(state_dir: str | Path, timeout_s: float = 20.0) -> bool:
     pid_file = Path(state_dir) / PID_FILE
     if not pid_file.is_file():
         return False
-    pid = int(pid_file.read_text().strip())
+    fields = pid_file.read_text().split()
     pid_file.unlink()
+    pid = int(fields[0])
+    recorded = fields[1] if len(fields) > 1 else None
+    if recorded is None or _start_ticks(pid) != recorded:
+        # a stale file: the PID is gone or now names another process (PIDs are reused); never signal it
+        print(f"{pid_file}: process {pid} is not the server this folder started; nothing stopped", file=sys.stderr)
+        return False
     try:
         os.killpg(pid, signal.SIGTERM)  # the server's own group: uvicorn/gunicorn workers go with it
     except ProcessLookupError:
@@ -112,6 +118,15 @@ def stop(state_dir: str | Path, timeout_s: float = 20.0) -> bool:
         os.killpg(pid, signal.SIGKILL)
     _reap(pid)
     return True
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process's start time (clock ticks after boot, /proc/<pid>/stat field 22): with the PID, its identity."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def _reap(pid: int) -> None:

@@ -400,7 +400,7 @@ def initial_weights(run_dir: str | Path, net_cfg: dict[str, Any]) -> dict[str, A
     path = Path(run_dir) / "gw_1dcnn.pt"
     if not path.is_file():
         raise FileNotFoundError(f"--init {run_dir}: no gw_1dcnn.pt there (the output folder of a gw_device_run.py run)")
-    state = torch.load(path, map_location="cpu")
+    state = torch.load(path, map_location="cpu", weights_only=True)
     missing, unexpected = network_of(net_cfg).load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"--init {path}: weights {unexpected} have no place in the network of --net {net_cfg}")

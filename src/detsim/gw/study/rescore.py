@@ -60,7 +60,7 @@ def load_network(run_dir: Path, report: dict[str, Any]) -> Any:
     import torch
 
     net = network_of(report["net"])
-    net.load_state_dict(torch.load(run_dir / "gw_1dcnn.pt", map_location="cpu"))
+    net.load_state_dict(torch.load(run_dir / "gw_1dcnn.pt", map_location="cpu", weights_only=True))
     return net
 
 

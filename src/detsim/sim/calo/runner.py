@@ -81,11 +81,18 @@ def run(cfg: DictConfig) -> Path:
     import time
 
     import detsim
-    from detsim.io import open_writer
+    from detsim.config import positive_int
+    from detsim.io import file_format, open_output
+    from detsim.files import check_output_file
 
+    n = positive_int(cfg.n, "n")
+    seed = positive_int(cfg.seed, "seed", minimum=0)
+    out = Path(str(cfg.out))
+    overwrite = bool(cfg.get("overwrite", False))
+    file_format(out)
+    check_output_file(out, overwrite)  # before any shower is simulated
     plan = plan_from_config(cfg)
     sim = cfg.simulator
-    out = Path(str(cfg.out))
     attrs = {
         "geometry": plan.geometry.name,
         "detector": str(plan.detector.get("name", "")),
@@ -95,11 +102,10 @@ def run(cfg: DictConfig) -> Path:
         "simulator": "detsim.sim.calo (GFlash EM + simple hadronic model)",
     }
     root = OmegaConf.to_container(cfg.root, resolve=True) if cfg.get("root") is not None else None
-    n = int(cfg.n)
-    chunks = iter_chunks(plan, n, int(cfg.seed), int(cfg.chunk_size), int(sim.block_size), int(sim.get("threads", 1)))
+    chunks = iter_chunks(plan, n, seed, positive_int(cfg.chunk_size, "chunk_size"), int(sim.block_size), int(sim.get("threads", 1)))
     start = time.perf_counter()
     first = next(chunks, None)  # config errors surface here, before an output file exists
-    with open_writer(out, plan.geometry.n_voxels, root=root, attrs=attrs) as writer, _progress() as bar:
+    with open_output(out, plan.geometry.n_voxels, root=root, attrs=attrs, overwrite=overwrite) as writer, _progress() as bar:
         bar.disable = not bool(cfg.get("progress", True))
         task = bar.add_task(f"{plan.particle} in {plan.geometry.name}", total=n, rate="")
         for chunk in _chain(first, chunks):
