@@ -28,14 +28,14 @@ from detsim.paths import config_dir
 from detsim.sim import quick_sample
 
 
-def eval_config(classifier: str, threads: int) -> dict:
-    def load(group: str, name: str):
-        from hydra import compose, initialize_config_dir
+def eval_config(classifier: str, threads: int, geometry: str = "calochallenge_ds1_photons") -> dict:
+    """The evaluation config as detsim-evaluate composes it for `geometry` (which fixes the readout threshold)."""
+    from hydra import compose, initialize_config_dir
 
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return compose("evaluate", overrides=["reference=x", "generated=y", f"eval/classifier={name}"])
-
-    cfg = OmegaConf.to_container(load("classifier", classifier).eval, resolve=True)
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        composed = compose("evaluate", overrides=["reference=x", "generated=y", f"eval/classifier={classifier}",
+                                                  f"geometry={geometry}"])
+    cfg = OmegaConf.to_container(composed.eval, resolve=True)
     cfg["classifier"].update(enable_progress_bar=False, num_threads=threads)
     return cfg
 
@@ -115,6 +115,7 @@ def main() -> None:
     ref, gen, geometry = bench_dataset("calochallenge_ds1_photons", "photon", args.ds1, cfg)
     bench_default_epoch(ref, gen, geometry, args.threads, min(args.default_subset, args.ds1))
     del ref, gen
+    cfg = eval_config("mlp_fast", args.threads, "calochallenge_ds2")  # its own readout threshold
     ref, gen, geometry = bench_dataset("calochallenge_ds2", "electron", args.ds2, cfg)
     bench_default_epoch(ref, gen, geometry, args.threads, min(args.default_subset, args.ds2))
 

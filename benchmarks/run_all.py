@@ -1,6 +1,6 @@
 """Run every benchmark in turn (`make bench`); each prints its figures and ratios against a same-run baseline.
 
-    python benchmarks/run_all.py [--only simulate io vae evaluate gw]
+    python benchmarks/run_all.py [--only simulate io vae generate evaluate gw]
 
 The GW benchmark's defaults are CPU-sized; the GPU-sized runs are documented in docs/gw.md.
 """
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "simulate": "bench_simulate.py",
     "io": "bench_io.py",
     "vae": "bench_vae.py",
+    "generate": "bench_generate.py",
     "evaluate": "bench_evaluate.py",
     "gw": "bench_gw.py",
 }

@@ -1,6 +1,7 @@
 """The fast-simulation pipeline: simulate -> train the calorimeter VAE -> generate -> evaluate.
 
     python pipelines/fastsim.py [n_train=100000] [overrides.train='[trainer.max_epochs=50]'] ...
+    python pipelines/fastsim.py simulator=geant4 geant4_data_dir=<folder of the Geant4 data sets>
 
 One MLflow parent run holds a child run per stage; results land in `outputs/fastsim/<time>/`.
 """
@@ -32,6 +33,16 @@ def best_checkpoint(train_dir: Path) -> Path:
     return candidates[-1]
 
 
+def simulator_overrides(cfg: DictConfig) -> list[str]:
+    """detsim-simulate overrides of the chosen `simulator` (fastsim.yaml `simulators`), plus the Geant4 data folder."""
+    if cfg.simulator not in cfg.simulators:
+        raise DetsimError(f"fastsim simulator: expected one of {sorted(cfg.simulators)}, found {cfg.simulator!r}")
+    extra = list(cfg.simulators[cfg.simulator].simulate)
+    if cfg.simulator == "geant4" and cfg.get("geant4_data_dir"):
+        extra.append(f"geant4.data_dir={cfg.geant4_data_dir}")
+    return extra
+
+
 def run_pipeline(cfg: DictConfig) -> dict[str, float]:
     out = Path(cfg.paths.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -44,9 +55,11 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
     extra = {k: list(v) for k, v in cfg.overrides.items()}
     metrics: dict[str, float] = {}
     common = [f"geometry={cfg.geometry}"]
+    simulate = simulator_overrides(cfg) + extra["simulate"]
     with mlflow.start_run(run_name="fastsim") as parent:
         env = child_env(parent.info.run_id, uri)
-        mlflow.log_params({k: str(cfg[k]) for k in ("geometry", "particle", "n_train", "n_reference", "n_generate", "experiment", "seed")})
+        mlflow.log_params({k: str(cfg[k]) for k in ("simulator", "geometry", "particle", "n_train", "n_reference",
+                                                     "n_generate", "experiment", "seed")})
         stages = list(cfg.stages)
         if "simulate" in stages:
             seconds = 0.0
@@ -54,7 +67,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
                 seconds += run_stage(
                     f"simulate {key}",
                     [cli("detsim-simulate"), *common, f"particle={cfg.particle}", f"n={n}", f"seed={seed}",
-                     f"out={files[key]}", f"hydra.run.dir={out / 'simulate' / key}", *extra["simulate"]],
+                     f"out={files[key]}", f"hydra.run.dir={out / 'simulate' / key}", *simulate],
                     env,
                 )
             metrics["simulate_seconds"] = seconds

@@ -124,15 +124,18 @@ def auc_low(reference, generated, device: str, seed: int = 0, clf: dict[str, Any
     for the challenge width on CPU with fewer epochs)."""
     from hydra.utils import instantiate
 
-    from detsim.eval.two_sample import two_sample_test
     from detsim.eval.features import low_level_inputs
+    from detsim.eval.suite import above_threshold
+    from detsim.eval.two_sample import two_sample_test
 
     cfg = OmegaConf.load(config_dir() / "eval" / "classifier" / "mlp.yaml")
     small = {"backbone": {"hidden": 256}, "max_epochs": 10, "early_stopping_patience": 3}
     cfg = OmegaConf.merge(cfg, {"enable_progress_bar": False, "max_epochs": 30, "early_stopping_patience": 5,
                                 "accelerator": "gpu" if device == "cuda" else "cpu"}, {} if device == "cuda" else small, clf or {})
-    x_ref = low_level_inputs(reference, float(cfg.voxel_scale))
-    x_gen = low_level_inputs(generated, float(cfg.voxel_scale))
+    # as detsim-evaluate and the challenge's evaluate.py: both samples through the evaluation threshold (1 MeV, ds1)
+    cut = float(OmegaConf.load(config_dir() / "evaluate.yaml").challenge_thresholds_mev.calochallenge_ds1_photons)
+    x_ref = low_level_inputs(above_threshold(reference, cut), float(cfg.voxel_scale))
+    x_gen = low_level_inputs(above_threshold(generated, cut), float(cfg.voxel_scale))
     res = two_sample_test(x_ref, x_gen, lambda d: instantiate(cfg.backbone, input_dim=d), cfg, seed)
     return round(float(res.auc), 4)
 

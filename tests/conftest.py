@@ -80,3 +80,13 @@ def vae_kwargs(*overrides: str, model: str = "calo_vae", head: str | None = None
 
     groups = [f"model/vae/{g}@model.{g}={v}" for g, v in (("head", head), ("prior", prior), ("voxel_map", voxel_map)) if v]
     return model_kwargs([f"model={model}", f"geometry={geometry}", *groups, *overrides])
+
+
+@pytest.fixture(scope="session")
+def g4_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Geant4 stand-in data sets (docs/geant4.md), built once per session (about a second)."""
+    from detsim.sim.geant4.standin import build_standin
+
+    root = tmp_path_factory.mktemp("g4data")
+    build_standin(root)
+    return root

@@ -20,14 +20,15 @@ N_DISTORTED = 2500
 
 
 def eval_config(**classifier: Any) -> dict[str, Any]:
-    """The shipped configs with tiny network sizes (the real ones are for real evaluations)."""
+    """The shipped configs with tiny network sizes (the real ones are for real evaluations). The challenge's
+    unscaled inputs learn slowly, so small batches give the tiny samples enough steps."""
     hist = OmegaConf.load(config_dir() / "eval" / "histograms" / "default.yaml")
     mlp = OmegaConf.load(config_dir() / "eval" / "classifier" / "mlp.yaml")
     small = {
         "backbone": {"hidden": 64, "n_hidden_layers": 2},
         "lr": 1e-3,
-        "batch_size": 128,
-        "max_epochs": 4,
+        "batch_size": 32,
+        "max_epochs": 5,
         "split": [0.5, 0.25, 0.25],
         "enable_progress_bar": False,
         "num_threads": 1,
@@ -50,8 +51,10 @@ def reference(ds1) -> CaloShowers:
     return quick_sample("calochallenge_ds1_photons", "photon", n=N_NULL, seed=11)
 
 
-def seps_by_kind(result, kinds: tuple[str, ...]) -> list[float]:
-    return [v for k, v in result.separation_powers.items() if result.specs[k].kind in kinds]
+def seps_by_kind(result, kinds: tuple[str, ...], axes: tuple[str | None, ...] = (None, "x", "y")) -> list[float]:
+    """Separation powers of the features of these kinds (x/y and axis-free ones unless `axes` says)."""
+    specs = result.specs
+    return [v for k, v in result.separation_powers.items() if specs[k].kind in kinds and specs[k].axis in axes]
 
 
 def test_independent_reference_is_indistinguishable(ds1, reference):
@@ -69,7 +72,8 @@ def test_independent_reference_is_indistinguishable(ds1, reference):
 def test_energy_scale_plus_5_percent(ds1, reference):
     other = quick_sample("calochallenge_ds1_photons", "photon", n=N_DISTORTED, seed=13)
     scaled = CaloShowers(other.incident_energy, other.showers * 1.05)
-    result = evaluate_showers(reference[:N_DISTORTED], scaled, ds1, eval_config(), ("low",), seed=0)
+    # 2500 showers are too few steps for the unscaled voxel fractions to learn a 5 % sum: standardised here
+    result = evaluate_showers(reference[:N_DISTORTED], scaled, ds1, eval_config(standardize=True), ("low",), seed=0)
     seps = result.separation_powers
     assert result.metrics()["auc_low"] > 0.6
     assert seps["etot_einc"] > 0.2

@@ -67,7 +67,9 @@ def test_weighted_centre_on_a_grid_layer():
 def test_single_alpha_layers_have_no_xy_features_and_empty_layers_stay_finite():
     g = geometry("calochallenge_ds1_photons")
     feats = ShowerFeatures(g)
-    assert not any(n.endswith(f"_{i}") for n in feats.names if n.startswith(("centre", "width")) for i in (0, 3, 12))
+    xy = [n for n in feats.names if n.startswith(("centre_x", "centre_y", "width_x", "width_y"))]
+    assert not any(n.endswith(f"_{i}") for n in xy for i in (0, 3, 12))
+    assert all(f"{k}_r_{i}" in feats.names for k in ("centre", "width") for i in (0, 1, 2, 3, 12))
     f = feats(one_shower(g, {(0, 0, 1): 5.0}))
     assert all(np.isfinite(v).all() for v in f.values())
     assert f["centre_x_1"][0] == 0.0 and f["width_y_2"][0] == 0.0
@@ -81,8 +83,11 @@ def literal_features(g, e: np.ndarray) -> dict[str, float]:
         sl = g.layer_slice(g.layer_position(layer.id))
         cells = e[sl].astype(np.float64)
         out[f"e_layer_{layer.id}"] = cells.sum()
+        r, alpha = layer.cell_centres_polar()
+        r_mean = (r * cells).sum() / (cells.sum() + 1e-16)
+        out[f"centre_r_{layer.id}"] = r_mean
+        out[f"width_r_{layer.id}"] = np.sqrt(max((r**2 * cells).sum() / (cells.sum() + 1e-16) - r_mean**2, 0.0))
         if getattr(layer, "n_alpha", 2) > 1:
-            r, alpha = layer.cell_centres_polar()
             for axis, pos in (("x", r * np.cos(alpha)), ("y", r * np.sin(alpha))):
                 mean = (pos * cells).sum() / (cells.sum() + 1e-16)
                 second = (pos**2 * cells).sum() / (cells.sum() + 1e-16)
@@ -104,10 +109,20 @@ def test_vectorised_features_match_the_literal_formulas(name):
 
 def test_classifier_inputs_have_the_challenge_scaling():
     g = geometry("calochallenge_ds1_photons")
-    s = one_shower(g, {(2, 3, 5): 50.0}, e_inc=1000.0)
-    low = low_level_inputs(s)
+    s = one_shower(g, {(2, 3, 5): 50.0, (1, 0, 0): 30.0}, e_inc=1000.0)
+    low = low_level_inputs(s, voxel_scale=1.0)
     assert low.shape == (1, g.n_voxels + 1)
-    assert low[0, 0] == pytest.approx(3.0) and low[0, 1 + g.voxel_index(2, 3, 5)] == pytest.approx(5.0)
+    assert low[0, 0] == pytest.approx(3.0) and low[0, 1 + g.voxel_index(2, 3, 5)] == pytest.approx(0.05)
     high = high_level_inputs(s, ShowerFeatures(g))
-    assert high.shape == (1, 1 + 5 + 4 * 2)
+    # the challenge's inputs: log10 E_inc, 5 x log10 E_layer, log10 E_tot, 5 sparsities,
+    # x/y centres and widths of the 2 layers binned in alpha, r centre and width of all 5 layers
+    assert high.shape == (1, 1 + 5 + 1 + 5 + 4 * 2 + 2 * 5)
     assert high[0, 3] == pytest.approx(np.log10(50.0), rel=1e-6)
+    assert high[0, 6] == pytest.approx(np.log10(80.0), rel=1e-6)
+    assert high[0, 8] == pytest.approx(1 - 1 / 160)  # sparsity of layer 1: one hit cell of 10 x 16
+    r_1 = 0.5 * (0 + 2)  # innermost radial bin of layer 1, in mm
+    r_2 = 0.5 * (20 + 25)  # radial bin 5 of layer 2
+    names = [n for n in ShowerFeatures(g).names if n.startswith(("centre", "width"))]
+    assert high[0, 12 + names.index("centre_r_1")] == pytest.approx(r_1 / 100, rel=1e-6)
+    assert high[0, 12 + names.index("centre_r_2")] == pytest.approx(r_2 / 100, rel=1e-6)
+    assert high[0, 12 + names.index("width_r_2")] == pytest.approx(0.0, abs=1e-6)

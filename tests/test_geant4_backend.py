@@ -16,18 +16,10 @@ import numpy as np
 import pytest
 
 from detsim.sim.calo.config import compose_simulate_config
-from detsim.sim.geant4.standin import build_standin
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("geant4_pybind") is None, reason="pip install 'detsim[geant4]'")
 ROOT = Path(__file__).resolve().parents[1]
 N_VOX = 45 * 16 * 9
-
-
-@pytest.fixture(scope="session")
-def g4_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("g4data")
-    build_standin(root)
-    return root
 
 
 def _cfg(g4_data: Path, *overrides: str):

@@ -140,3 +140,16 @@ def test_checkpoint_from_before_the_voxel_map_still_loads(tmp_path):
     torch.save(checkpoint, path)
     loaded = CaloVAE.load_from_checkpoint(path)
     assert not loaded.generator.voxel_map.active
+
+
+def test_bin_by_bin_map_equals_the_one_gather_map_bit_for_bit():
+    """The eager path maps rows bin by bin (cache-friendly); graphs use one gather: same numbers."""
+    model = default_model("model.voxel_map.min_hits=20")
+    e = energies(3000)
+    with torch.inference_mode():
+        model.fit_voxel_map(e[:1500], model.sample(e[:1500], torch.Generator().manual_seed(5)) * 1.3)
+        vmap = model.generator.voxel_map
+        y = torch.randn(len(e), 368, generator=torch.Generator().manual_seed(1)) - 6.0
+        bins = torch.as_tensor(np.random.default_rng(2).integers(0, vmap.n_bins, len(e)))
+        binned, rows = vmap.map_log(y.clone(), bins), vmap._map_rows(y.clone(), bins)
+    assert not torch.equal(binned, y) and torch.equal(binned, rows)

@@ -70,11 +70,13 @@ def _remove_bare_run_dir() -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     except ValueError:
         return
+    cwd = Path.cwd().resolve()
+    if run_dir.resolve() == cwd or run_dir.resolve() in cwd.parents:
+        return  # hydra.run.dir=. (or above): the user's own folder is never removed
     entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
     if not all(e.name == ".hydra" or (e.is_file() and e.suffix == ".log") for e in entries):
         return
     shutil.rmtree(run_dir, ignore_errors=True)
-    cwd = Path.cwd().resolve()
     for parent in run_dir.resolve().parents:  # the dated folders above it, if this run made them and they are empty
         if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
             break

@@ -1,10 +1,12 @@
 """Classifier two-sample test: can a network tell generated showers from reference ones?
 
 A binary classifier (MLP or shower CNN, `conf/eval/classifier/*.yaml`) is trained with Lightning on
-a train split, the epoch with the lowest validation loss is kept, an isotonic map fitted on the
-validation split calibrates its outputs, and the held-out test split gives the ROC AUC (0.5: the
-samples are indistinguishable) and the JSD estimated from the calibrated cross-entropy, as in the
-CaloChallenge 2022 evaluation. The same training function serves particle identification.
+a train split, the epoch with the best validation score is kept (`best_epoch_by`: the challenge keeps
+the highest accuracy, not the lowest loss: an over-confident network's cross-entropy rises while its
+ranking of the showers still improves), an isotonic map fitted on the validation split calibrates
+its outputs, and the held-out test split gives the ROC AUC (0.5: the samples are indistinguishable)
+and the JSD estimated from the calibrated cross-entropy, as in the CaloChallenge 2022 evaluation.
+The same training function serves particle identification.
 """
 
 from __future__ import annotations
@@ -59,8 +61,12 @@ class BinaryClassifier(L.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
-        loss = self.loss(self(x), y)
+        logits = self(x)
+        loss = self.loss(logits, y)
         self.log(f"{stage}_loss", loss, on_epoch=True, on_step=False, prog_bar=True, batch_size=len(y))
+        if stage == "val":  # a score above 0.5 (logit > 0) votes "label 1"
+            accuracy = ((logits > 0).float() == y).float().mean()
+            self.log("val_acc", accuracy, on_epoch=True, on_step=False, prog_bar=True, batch_size=len(y))
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -73,21 +79,40 @@ class BinaryClassifier(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
-class KeepBestEpoch(L.Callback):
-    """Remembers the weights of the epoch with the lowest validation loss and restores them at the end
-    (in memory: an evaluation should not litter checkpoint files)."""
+# best_epoch_by -> (logged metric, whether larger is better)
+BEST_EPOCH_METRICS: dict[str, tuple[str, bool]] = {"loss": ("val_loss", False), "accuracy": ("val_acc", True)}
 
-    def __init__(self) -> None:
-        self.best_loss = float("inf")
+
+def best_epoch_metric(cfg: Mapping[str, Any]) -> tuple[str, bool]:
+    """The validation metric (and its direction) that `cfg.best_epoch_by` names."""
+    key = str(cfg.get("best_epoch_by", "loss"))
+    if key not in BEST_EPOCH_METRICS:
+        raise ConfigError(f"best_epoch_by: expected one of {sorted(BEST_EPOCH_METRICS)}, found {key!r}")
+    return BEST_EPOCH_METRICS[key]
+
+
+class KeepBestEpoch(L.Callback):
+    """Remembers the weights of the epoch with the best validation `monitor` (the first of equals) and
+    restores them at the end (in memory: an evaluation should not litter checkpoint files)."""
+
+    def __init__(self, monitor: str = "val_loss", maximize: bool = False) -> None:
+        self.monitor = monitor
+        self.sign = -1.0 if maximize else 1.0  # compares sign * value: lower is better
+        self.best_value = float("inf")
         self.best_epoch = -1
+        self.history: list[dict[str, float]] = []  # per epoch: every logged validation metric
         self._state: dict[str, torch.Tensor] | None = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        loss = trainer.callback_metrics.get("val_loss")
-        if loss is not None and float(loss) < self.best_loss:
-            self.best_loss = float(loss)
+        metrics = trainer.callback_metrics
+        self.history.append({k: float(v) for k, v in metrics.items() if k.startswith("val_")})
+        value = metrics.get(self.monitor)
+        if value is None:
+            return
+        if self.sign * float(value) < self.best_value:
+            self.best_value = self.sign * float(value)
             self.best_epoch = trainer.current_epoch
             self._state = copy.deepcopy(pl_module.state_dict())
 
@@ -106,6 +131,7 @@ class FitOutput:
     test_scores: np.ndarray
     best_epoch: int
     model: BinaryClassifier
+    history: list[dict[str, float]] = field(default_factory=list)  # validation metrics per epoch
 
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -148,11 +174,12 @@ def _fit(backbone: nn.Module, x: np.ndarray, labels: np.ndarray, cfg: Mapping[st
     if cfg.get("standardize", False):
         backbone = nn.Sequential(Standardize(x[split.train]), backbone)
     model = BinaryClassifier(backbone, lr=float(cfg.get("lr", 2e-4)), weight_decay=float(cfg.get("weight_decay", 0.0)))
-    keep = KeepBestEpoch()
+    monitor, maximize = best_epoch_metric(cfg)
+    keep = KeepBestEpoch(monitor, maximize)
     callbacks: list[L.Callback] = [keep]
     patience = cfg.get("early_stopping_patience")
     if patience:
-        callbacks.append(L.callbacks.EarlyStopping("val_loss", patience=int(patience)))
+        callbacks.append(L.callbacks.EarlyStopping(monitor, patience=int(patience), mode="max" if maximize else "min"))
     trainer = L.Trainer(
         max_epochs=int(cfg.get("max_epochs", 50)),
         accelerator=str(cfg.get("accelerator", "cpu")),
@@ -179,6 +206,7 @@ def _fit(backbone: nn.Module, x: np.ndarray, labels: np.ndarray, cfg: Mapping[st
         predict_proba(model, x[split.test]),
         keep.best_epoch,
         model,
+        keep.history,
     )
 
 

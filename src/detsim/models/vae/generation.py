@@ -52,6 +52,7 @@ def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: tor
     n_uniform = gen.decoder.head.uniforms_per_voxel
     block = BLOCK_ROWS if torch.get_num_threads() == 1 else max(len(e_inc), 1)
     reuse = not torch.is_grad_enabled()  # in place needs no autograd graph (generate.py runs in inference mode)
+    map_active = gen.voxel_map.active
     for start in range(0, len(e_inc), block):
         rows = slice(start, start + block)
         out = showers[rows]
@@ -61,24 +62,28 @@ def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: tor
             uniform = (torch.rand(shape, generator=generator, out=out) if reuse and n_uniform == 1
                        else torch.rand(shape, generator=generator, device=z.device, dtype=z.dtype))
         sample = sample_block(gen, z[rows], c[rows], e_inc[rows].reshape(-1, 1),
-                              None if lower is None else lower[rows], uniform, reuse)
+                              None if lower is None else lower[rows], uniform, reuse, map_active)
         if sample.data_ptr() != out.data_ptr():
             out.copy_(sample)
     return showers
 
 
-def generate_from_draws(gen: ShowerGenerator, incident_energy: torch.Tensor,
-                        draws: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Showers (N, V) MeV from the random numbers `draw` names; whole batch, inputs left untouched."""
+def generate_from_draws(gen: ShowerGenerator, incident_energy: torch.Tensor, draws: dict[str, torch.Tensor],
+                        map_active: bool | None = None) -> torch.Tensor:
+    """Showers (N, V) MeV from the random numbers `draw` names; whole batch, inputs left untouched.
+
+    map_active: whether the voxel map applies (None: ask it; a graph exporter fixes it beforehand, since
+    reading the map's `fitted` buffer would be a data-dependent branch)."""
     e_inc = incident_energy.reshape(-1).to(torch.float32)
     c = gen.condition.forward(e_inc)
     z = gen.prior.transform(c, draws)
     lower = lower_log_fraction(gen.threshold_mev, e_inc)
-    return sample_block(gen, z, c, e_inc.reshape(-1, 1), lower, draws.get("uniform"), reuse=False)
+    active = gen.voxel_map.active if map_active is None else map_active
+    return sample_block(gen, z, c, e_inc.reshape(-1, 1), lower, draws.get("uniform"), False, active)
 
 
 def sample_block(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor,
-                 lower: torch.Tensor | None, uniform: torch.Tensor | None, reuse: bool) -> torch.Tensor:
+                 lower: torch.Tensor | None, uniform: torch.Tensor | None, reuse: bool, map_active: bool) -> torch.Tensor:
     """Decoder, sampling, rescaling, voxel map and threshold for rows of latent points z (N, d).
 
     reuse=True: the sampler may overwrite the decoder output and `uniform`, and the result may live there.
@@ -87,7 +92,7 @@ def sample_block(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: 
     out = gen.decoder(z, c)
     vmap = gen.voxel_map
     if gen.calibration == "none" and head.fused_sampler:
-        log_map = (lambda y: vmap.map_log(y, condition_bin(c, vmap.n_bins))) if vmap.active else None
+        log_map = (lambda y: vmap.map_log(y, condition_bin(c, vmap.n_bins))) if map_active else None
         return apply_threshold(head.sample(out, lower, uniform, e_inc, reuse=reuse, log_map=log_map),
                                gen.threshold_mev, inplace=reuse)
     # rescaling needs the decoder output intact after sampling
@@ -96,8 +101,8 @@ def sample_block(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: 
         groups = [(0, gen.n_voxels)] if gen.calibration == "total" else gen.layer_bounds
         frac = rescale_energy(frac, head.mean_fraction(out), groups)
     showers = apply_threshold(frac * e_inc, gen.threshold_mev, inplace=reuse)  # every head returns fractions >= 0
-    if vmap.active:  # the map can move a hit below the threshold: cut again
-        showers = apply_threshold(vmap(showers, e_inc, c), gen.threshold_mev, inplace=reuse)
+    if map_active:  # the map can move a hit below the threshold: cut again
+        showers = apply_threshold(vmap.map_showers(showers, e_inc, c), gen.threshold_mev, inplace=reuse)
     return showers
 
 

@@ -28,7 +28,19 @@ from detsim.models.vae import losses
 from detsim.models.vae.transforms import VoxelTransform
 
 Params = Mapping[str, torch.Tensor]
+WIDTH_BOUNDS = ("smooth", "hard")
 LogMap = Callable[[torch.Tensor], torch.Tensor]
+
+
+def is_hit(showers: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Voxels the readout keeps: non-zero and at or above the threshold (the generator zeroes x < threshold,
+    and a threshold measured on data is its smallest non-zero voxel, which is itself a hit)."""
+    return (showers > 0) & (showers >= threshold)
+
+
+def soft_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """x bounded to (lo, hi) smoothly: about x in between, with a gradient that never vanishes."""
+    return lo + nn.functional.softplus(x - lo) - nn.functional.softplus(x - hi)
 
 
 def lower_log_fraction(threshold: float, e_inc: torch.Tensor) -> torch.Tensor | None:
@@ -95,18 +107,25 @@ class SigmoidHead(VoxelHead):
 class HurdleHead(VoxelHead):
     """Per voxel: a hit probability, and E_voxel / E_inc given a hit, truncated at the readout threshold.
 
-    The energy given a hit is parametrised by a location `loc` and a log-space width `log_scale` (clamped to
-    [log_scale_min, log_scale_max]); subclasses give its likelihood, mean and inverse CDF.
+    The energy given a hit is parametrised by a location `loc` and a log-space width `log_scale`, kept in
+    [log_scale_min, log_scale_max] by `width_bound`: smooth (the default config), or hard (a clamp, as heads
+    before issue 16: zero gradient outside, so a width pushed to the floor by one batch stays there);
+    subclasses give its likelihood, mean and inverse CDF.
+    The parameters leave the head in float32, also under bf16 autocast: the likelihood divides log-energy
+    differences by widths down to e^-5, where bf16's 8-bit mantissa would be noise.
     """
 
     uniforms_per_voxel = 1
     fused_sampler = True
 
     def __init__(self, n_hidden: int, n_voxels: int, transform: VoxelTransform | None,
-                 log_scale_min: float, log_scale_max: float):
+                 log_scale_min: float, log_scale_max: float, width_bound: str = "hard"):
         super().__init__()
+        if width_bound not in WIDTH_BOUNDS:
+            raise ConfigError(f"model.head.width_bound: expected one of {WIDTH_BOUNDS}, found {width_bound!r}")
         self.linear = nn.Linear(n_hidden, 3 * n_voxels)
         self.log_scale_range = (float(log_scale_min), float(log_scale_max))
+        self.width_bound = width_bound
         with torch.no_grad():  # start near "energy spread evenly": keeps the energy terms O(1) at step 0
             self.linear.bias[n_voxels : 2 * n_voxels].fill_(-math.log(n_voxels))
 
@@ -127,12 +146,13 @@ class HurdleHead(VoxelHead):
 
     # --- shared --------------------------------------------------------------------------------
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        hit, loc, log_scale = self.linear(h).chunk(3, dim=1)
-        return {"hit": hit, "loc": loc, "log_scale": log_scale.clamp(*self.log_scale_range)}
+        hit, loc, log_scale = self.linear(h).float().chunk(3, dim=1)
+        bound = soft_clamp if self.width_bound == "smooth" else torch.clamp
+        return {"hit": hit, "loc": loc, "log_scale": bound(log_scale, *self.log_scale_range)}
 
     def reco_terms(self, out: Params, showers: torch.Tensor, e_inc: torch.Tensor,
                    threshold: float) -> dict[str, torch.Tensor]:
-        hit = (showers > threshold).to(showers.dtype)
+        hit = is_hit(showers, threshold).to(showers.dtype)
         y = torch.log((showers / e_inc.reshape(-1, 1)).clamp_min(1e-30))
         lower = lower_log_fraction(threshold, e_inc)
         return {
@@ -197,17 +217,27 @@ class LogNormalHurdleHead(HurdleHead):
 class WeibullHurdleHead(HurdleHead):
     """Given a hit, E_voxel / E_inc ~ Weibull(shape 1/scale, scale e^loc) truncated below at threshold / E_inc.
 
-    Inverse CDF in closed form: (x / lambda)^k = (t / lambda)^k - log v.
+    Beyond `tail_z` (z = (log x - loc) / scale) the upper tail is a parabola in the cumulative hazard, not
+    the Weibull's e^z (`losses.weibull_cum_hazard`: 2e-9 of the mass at 3, but finite, polynomial gradients
+    for hot voxels). Inverse CDF in closed form: H(z) = H(z_threshold) - log v. `tail_z=None` is the plain
+    Weibull of the heads before issue 16 (the class default, so their checkpoints generate unchanged).
     """
 
+    def __init__(self, n_hidden: int, n_voxels: int, transform: VoxelTransform | None,
+                 log_scale_min: float, log_scale_max: float, width_bound: str = "hard",
+                 tail_z: float | None = None):
+        super().__init__(n_hidden, n_voxels, transform, log_scale_min, log_scale_max, width_bound)
+        self.tail_z = None if tail_z is None else float(tail_z)
+
     def nll(self, y, loc, log_scale, lower, mask):
-        return losses.truncated_weibull_nll(y, loc, log_scale, lower, mask)
+        return losses.truncated_weibull_nll(y, loc, log_scale, lower, mask, self.tail_z)
 
     def log_mean(self, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         return loc + torch.lgamma(1.0 + scale)
 
     def log_fraction(self, loc, scale, v, lower, scratch):
-        g = v.log_().neg_()
+        h = v.log_().neg_()
         if lower is not None:
-            g = g.add_(torch.sub(lower, loc, out=scratch).div_(scale).clamp_(max=50.0).exp_())
-        return torch.addcmul(loc, scale, g.log_(), out=g if scratch is not None else None)
+            h = h.add_(losses.weibull_cum_hazard(torch.sub(lower, loc, out=scratch).div_(scale), self.tail_z))
+        z = losses.weibull_inverse_cum_hazard(h, self.tail_z)
+        return torch.addcmul(loc, scale, z, out=h if scratch is not None else None)

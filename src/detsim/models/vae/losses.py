@@ -75,19 +75,73 @@ def truncated_normal_nll(
     return (nll * mask).sum(dim=1).mean()
 
 
+_LEGACY_CLAMP = 50.0  # the pre-issue-16 Weibull (tail_z=None): e^z with z clamped here
+
+
+def weibull_cum_hazard(z: torch.Tensor, tail_z: float | None) -> torch.Tensor:
+    """Cumulative hazard H(z) = -log P(Z > z) of the head's log-energy, z = (log x - loc) / scale.
+
+    A Weibull has H = e^z: in log space a Gumbel-min, whose upper tail falls double-exponentially. Beyond
+    `tail_z` H continues as the parabola with the same value and slope, e^z0 (1 + t + t^2 / 2), t = z - z0:
+    the distribution changes only where the Weibull holds exp(-e^z0) of its mass (2e-9 at z0 = 3), but a
+    voxel far above the predicted scale (a Geant4 hot voxel) now costs a polynomial instead of e^z, and
+    nothing overflows. (With H = e^z such a voxel's gradient grows as e^z / scale: on Geant4 showers that
+    drove the width to its floor and the loss to 1e21, then to NaN; see docs/vae.md.)
+    tail_z=None is the plain Weibull as heads before issue 16 sampled it (z clamped at 50), kept so their
+    checkpoints generate unchanged.
+    """
+    if tail_z is None:
+        return z.clamp(max=_LEGACY_CLAMP).exp()
+    t = (z - tail_z).clamp_min(0.0)
+    return z.clamp(max=tail_z).exp() + math.exp(tail_z) * t * (1.0 + 0.5 * t)
+
+
+def weibull_inverse_cum_hazard(h: torch.Tensor, tail_z: float | None) -> torch.Tensor:
+    """z with `weibull_cum_hazard(z) == h` (h > 0): the sampler's inverse CDF, closed form on both pieces."""
+    if tail_z is None:
+        return h.log()
+    return h.log().clamp(max=tail_z) + ((2.0 * h * math.exp(-tail_z) - 1.0).clamp_min(1.0).sqrt() - 1.0)
+
+
 def truncated_weibull_nll(
-    y: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor, lower: torch.Tensor | None, mask: torch.Tensor
+    y: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor, lower: torch.Tensor | None, mask: torch.Tensor,
+    tail_z: float | None = 3.0,
 ) -> torch.Tensor:
     """NLL of y = log x, x ~ Weibull(shape 1/s, scale e^loc) truncated below at e^lower, s = e^log_scale.
 
     In log space a Weibull is a (left-skewed) Gumbel-min: a sharp upper edge and a long tail to low
     energies, like the log of the Gamma-distributed voxel energies of a sampling calorimeter, where a
     symmetric log-normal over-produces very hot voxels. Truncation and sampling stay closed-form.
+    The upper tail beyond `tail_z` is `weibull_cum_hazard`'s. NLL = log s - log H'(z) + H(z) - H(z_lower),
+    the difference taken without cancellation (e^a - e^b = e^b expm1(a - b)) and without clamps, whose
+    flat regions once made the term a constant log s - 50 far below threshold (a spurious optimum).
+    tail_z=None: the pre-issue-16 term (clamped plain Weibull), for the heads of older checkpoints.
     """
-    z = ((y - loc) / log_scale.exp()).clamp(max=50.0)
+    if tail_z is None:
+        return _legacy_weibull_nll(y, loc, log_scale, lower, mask)
+    scale = log_scale.exp()
+    z = (y - loc) / scale
+    zc, t = z.clamp(max=tail_z), (z - tail_z).clamp_min(0.0)
+    nll = log_scale - zc - torch.log1p(t)
+    if lower is None:
+        return ((nll + weibull_cum_hazard(z, tail_z)) * mask).sum(dim=1).mean()
+    z_lo = (lower - loc) / scale
+    zc_lo, t_lo = z_lo.clamp(max=tail_z), (z_lo - tail_z).clamp_min(0.0)
+    # H(z) - H(z_lo) (>= 0 for y >= lower): the exponential piece as e^b expm1(a - b) where a and b are close
+    # (no cancellation), as e^a - e^b where they are not (no 0 * inf); the parabola piece as a product
+    d = zc - zc_lo
+    exp_piece = torch.where(d > 1.0, zc.exp() - zc_lo.exp(), zc_lo.exp() * torch.expm1(d.clamp(max=1.0)))
+    excess = exp_piece + math.exp(tail_z) * (t - t_lo) * (1.0 + 0.5 * (t + t_lo))
+    return ((nll + excess) * mask).sum(dim=1).mean()
+
+
+def _legacy_weibull_nll(y: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor, lower: torch.Tensor | None,
+                        mask: torch.Tensor) -> torch.Tensor:
+    """The Weibull term before issue 16: unstable on Geant4 showers (docs/vae.md), kept for old configs."""
+    z = ((y - loc) / log_scale.exp()).clamp(max=_LEGACY_CLAMP)
     nll = log_scale - z + z.exp()
     if lower is not None:
-        nll = nll - ((lower - loc) / log_scale.exp()).clamp(max=50.0).exp()
+        nll = nll - ((lower - loc) / log_scale.exp()).clamp(max=_LEGACY_CLAMP).exp()
     return (nll * mask).sum(dim=1).mean()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 from typing import Any, Mapping, TypeVar
 
 import lightning.pytorch as L
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from detsim.config import to_plain
+from detsim.data.settings import DataSettings, measure_settings
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.models.vae import compat, losses
@@ -29,7 +31,13 @@ from detsim.models.vae.prior import LatentPrior
 from detsim.models.vae.transforms import EnergyCondition, VoxelTransform
 from detsim.models.vae.voxel_map import IdentityVoxelMap, VoxelMap
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Settings taken from the training data when the config leaves them null: hparam path -> DataSettings field.
+DATA_SETTINGS = {("readout_threshold_mev",): "threshold_mev", ("condition", "e_min_mev"): "e_min_mev",
+                 ("condition", "e_max_mev"): "e_max_mev", ("preprocessing", "scale"): "voxel_scale"}
+# what the networks are built with until `setup` has measured them (never used to train or generate)
+_PLACEHOLDERS = {"threshold_mev": 0.0, "e_min_mev": 1.0, "e_max_mev": 2.0, "voxel_scale": 1.0}
 _HPARAMS = ("geometry", "latent_dim", "encoder", "decoder", "head", "preprocessing", "condition", "loss", "prior",
             "calibration", "voxel_map", "readout_threshold_mev", "optimizer")
 
@@ -81,7 +89,7 @@ class CaloVAE(L.LightningModule):
         loss: Mapping[str, Any],
         prior: Mapping[str, Any],
         calibration: str,
-        readout_threshold_mev: float,
+        readout_threshold_mev: float | None,
         optimizer: Mapping[str, Any],
         head: Mapping[str, Any] | None = None,
         voxel_map: Mapping[str, Any] | None = None,
@@ -91,6 +99,9 @@ class CaloVAE(L.LightningModule):
 
         Hyper-parameters of checkpoints written before the package split (`decoder.output`, `prior.kind`,
         `marginals`) are translated by `compat.upgrade_hparams`; the translated ones are saved.
+        `readout_threshold_mev`, `condition.e_min_mev / e_max_mev` and `preprocessing.scale` may be null:
+        `setup` then measures them on the training split (`detsim.data.settings`) and stores them in the
+        hyper-parameters, so the checkpoint holds the numbers it was trained with.
         """
         super().__init__()
         hp = compat.upgrade_hparams(to_plain({
@@ -102,6 +113,8 @@ class CaloVAE(L.LightningModule):
         if unknown:
             raise ConfigError(f"model: unknown keys {sorted(unknown)}; expected {list(_HPARAMS)}")
         self.save_hyperparameters(hp)
+        self.unmeasured = [path for path in DATA_SETTINGS if _get(hp, path) is None]
+        hp = _with_settings(hp, {DATA_SETTINGS[p]: _PLACEHOLDERS[DATA_SETTINGS[p]] for p in self.unmeasured})
         self.geometry: Geometry = load_geometry(hp["geometry"])
         self.layer_slices = self.geometry.layer_slices
         n_vox = self.geometry.n_voxels
@@ -128,13 +141,52 @@ class CaloVAE(L.LightningModule):
         self._posterior: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._reference: list[tuple[torch.Tensor, torch.Tensor]] = []
 
+    # --- settings from the data -----------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Measure the null data settings on the datamodule's training split (once, before the first step)."""
+        if not self.unmeasured:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            raise ConfigError(f"model: {self._unmeasured_names()} are null (measure from the training data), "
+                              "but the trainer has no datamodule to measure them on; set them in the config")
+        source = f"training split of {getattr(datamodule, 'path', 'the datamodule')}"
+        self.apply_settings(measure_settings(datamodule.train_dataloader(), source), source)
+
+    def apply_settings(self, measured: DataSettings, source: str = "training data") -> None:
+        """Take the null settings from `measured`, store them in the hyper-parameters, log them."""
+        values = {DATA_SETTINGS[p]: getattr(measured, DATA_SETTINGS[p]) for p in self.unmeasured}
+        hp = _with_settings(dict(self.hparams), values)
+        for key in ("readout_threshold_mev", "condition", "preprocessing"):
+            self.hparams[key] = hp[key]
+        self.threshold = self.generator.threshold_mev = float(hp["readout_threshold_mev"])
+        self.condition = self.generator.condition = EnergyCondition(**hp["condition"])
+        self.transform = VoxelTransform(**hp["preprocessing"])
+        if hasattr(self.generator.decoder.head, "transform"):
+            self.generator.decoder.head.transform = self.transform
+        log.info("measured on the %s (%d showers): %s", source, measured.n_showers,
+                 ", ".join(f"{'.'.join(p)}={_get(hp, p):.6g}" for p in self.unmeasured))
+        if self._trainer is not None and self.logger is not None:
+            self.logger.log_hyperparams({f"measured/{'.'.join(p)}": _get(hp, p) for p in self.unmeasured})
+        self.unmeasured = []
+
+    def _unmeasured_names(self) -> str:
+        return ", ".join(".".join(p) for p in self.unmeasured)
+
+    def _check_measured(self) -> None:
+        if self.unmeasured:
+            raise ConfigError(f"model: {self._unmeasured_names()} not measured yet (null in the config): train it "
+                              "first, or set them")
+
     # --- the model ------------------------------------------------------------------------------
     def forward(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Generate showers (MeV) for the given incident energies (MeV)."""
+        self._check_measured()
         return self.generator(incident_energy, generator)
 
     @torch.inference_mode()
     def sample(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        self._check_measured()
         return self.generator(incident_energy.to(self.device), generator)
 
     def loss_terms(self, e_inc: torch.Tensor, showers: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -198,8 +250,9 @@ class CaloVAE(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._posterior and not self.trainer.sanity_checking:
-            c = torch.cat([p[0] for p in self._posterior])
-            post = torch.cat([p[1] for p in self._posterior], dim=1)
+            # float32: under bf16 autocast the encoder's outputs are bf16, which the prior's fit (cholesky) refuses
+            c = torch.cat([p[0] for p in self._posterior]).float()
+            post = torch.cat([p[1] for p in self._posterior], dim=1).float()
             self.generator.prior.fit(c, post[0], post[1], post[2])
             if self._reference:
                 self.fit_voxel_map(torch.cat([r[0] for r in self._reference]), torch.cat([r[1] for r in self._reference]))
@@ -248,3 +301,21 @@ class CaloVAE(L.LightningModule):
         module = copy.deepcopy(self.generator).cpu().eval()
         example = np.array([[self.condition.e_min_mev], [self.condition.e_max_mev]], dtype=np.float32)
         return module, example
+
+
+def _get(hp: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        hp = hp[key]
+    return hp
+
+
+def _with_settings(hp: Mapping[str, Any], values: Mapping[str, float]) -> dict[str, Any]:
+    """A copy of the hyper-parameters with the `DATA_SETTINGS` fields named in `values` set."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in hp.items()}
+    for path, field in DATA_SETTINGS.items():
+        if field in values:
+            target = out
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = float(values[field])
+    return out

@@ -1,0 +1,188 @@
+"""Generation speed of the default VAE: torch eager, torch.compile and onnxruntime against the decoder's
+matmul FLOP limit, all measured in the same run (issue 17, point 2).
+
+For each batch size: showers/s of each runtime, and the limit = showers/s of a plain chain of matmuls of
+the decoder's shapes (batch x in -> out for every Linear, no bias, no activation, no sampling), measured
+now on this machine. Ratios printed: runtime / limit, onnxruntime / fastest. Targets (2 cores, dataset 1
+photons): batch 10,000 >= 250,000 showers/s with the fastest runtime; batch 1 <= 0.5 ms per shower;
+onnxruntime within 1.5x of the fastest. The generator is the default model freshly initialised, with its
+voxel map switched on (identity tables: the same work as a fitted map) and the configured fitted prior:
+timing depends on shapes, not on trained weights. onnxruntime times include drawing its random inputs
+with torch (what a Python host does; a C++ host draws them itself).
+
+    python benchmarks/bench_generate.py                         # dataset 1 photons, 2 threads
+    python benchmarks/bench_generate.py --dataset 2             # dataset 2 electrons (6480 voxels)
+    python benchmarks/bench_generate.py --profile               # where the eager sampler spends its time
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+EXPERIMENTS = {1: "calo_vae_ds1_photons", 2: "calo_vae_ds2"}
+TARGETS = {"batch10k_showers_per_s": 250_000, "batch1_ms_per_shower": 0.5, "onnx_vs_fastest": 1.5}
+
+
+def build_generator(dataset: int) -> torch.nn.Module:
+    from detsim.config import model_kwargs
+    from detsim.models.vae import CaloVAE
+
+    torch.manual_seed(0)
+    model = CaloVAE(**model_kwargs([f"experiment={EXPERIMENTS[dataset]}"])).eval()
+    model.generator.voxel_map.fitted.fill_(True)
+    return model.generator
+
+
+def interleaved_best(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float) -> dict[str, float]:
+    """Fastest time of each runtime, timed in turns (on a shared machine the load drifts; turns share it)."""
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():  # warm-up (compilation, session initialisation)
+        fn()
+    start = time.perf_counter()
+    for i in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+        if i >= 2 and time.perf_counter() - start > budget_s:
+            break
+    return best
+
+
+def matmul_chain(gen: torch.nn.Module, batch: int) -> Callable[[], Any]:
+    """The decoder's matmuls alone (same shapes, no bias/activation): the FLOP floor of generation."""
+    weights = [m.weight.detach().t().contiguous() for m in gen.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    xs = [torch.randn(batch, w.shape[0]) for w in weights]
+    outs = [torch.empty(batch, w.shape[1]) for w in weights]
+    return lambda: [torch.mm(x, w, out=o) for x, w, o in zip(xs, weights, outs)]
+
+
+def decoder_flops(gen: torch.nn.Module) -> int:
+    return sum(2 * m.in_features * m.out_features for m in gen.decoder.modules() if isinstance(m, torch.nn.Linear))
+
+
+def onnx_runner(gen: torch.nn.Module, threads: int, tmp: Path, chunk: int) -> Callable[[torch.Tensor, torch.Generator], Any]:
+    """A Python host of the exported graph: draws the inputs with torch, runs `chunk` rows per call
+    (cache-sized calls beat one call over N x V arrays; 512 measured best for ds1 on one thread)."""
+    import onnxruntime as ort
+
+    from detsim.models.vae.export import export
+
+    path = export(gen, tmp / "generator.onnx", "onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(e: torch.Tensor, g: torch.Generator) -> Any:
+        draws = gen.draw(len(e), g)
+        inputs = {"incident_energy": e.numpy(), **{k: v.numpy() for k, v in draws.items()}}
+        return [session.run(None, {k: v[i : i + chunk] for k, v in inputs.items()})[0] for i in range(0, len(e), chunk)]
+
+    return run
+
+
+def profile_eager(gen: torch.nn.Module, batch: int) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    e = energies(gen, batch)
+    g = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        gen(e, g)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                gen(e, g)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+
+
+def simulator_ratio(gen: torch.nn.Module, dataset: int, rates: dict[str, float]) -> None:
+    """Showers/s of detsim's reference simulator on the model's geometry, and each runtime's ratio to it."""
+    from detsim.config import compose_config
+    from detsim.sim import quick_sample
+
+    cfg = compose_config("train", [f"experiment={EXPERIMENTS[dataset]}"])
+    particle = "photon" if dataset == 1 else "electron"
+    n = 2000
+    t = interleaved_best({"sim": lambda: quick_sample(geometry=cfg.geometry.name, particle=particle, n=n, seed=1)}, 3, 30)
+    sim = n / t["sim"]
+    print(f"reference simulator: {sim:,.0f} showers/s; " + ", ".join(
+        f"{name} / simulator {rate / sim:.1f}x" for name, rate in rates.items() if name != "matmul limit"))
+
+
+def energies(gen: torch.nn.Module, n: int) -> torch.Tensor:
+    lo, hi = gen.condition.e_min_mev, gen.condition.e_max_mev
+    u = np.random.default_rng(0).random(n)
+    return torch.as_tensor(lo * (hi / lo) ** u, dtype=torch.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=int, default=1, choices=sorted(EXPERIMENTS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batches", type=int, nargs="*", default=[1, 100, 10_000])
+    parser.add_argument("--runtimes", nargs="*", default=["eager", "compile", "onnx"],
+                        choices=["eager", "compile", "onnx"])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--budget-s", type=float, default=20.0, help="timing time per batch size (after 3 turns)")
+    parser.add_argument("--onnx-chunk", type=int, default=512, help="rows per onnxruntime call")
+    parser.add_argument("--profile", action="store_true", help="print the eager sampler's profile at the largest batch")
+    parser.add_argument("--simulator", action="store_true",
+                        help="also time the reference simulator on the same geometry (ratio generation / simulator)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    gen = build_generator(args.dataset)
+    print(f"dataset {args.dataset} ({EXPERIMENTS[args.dataset]}): {gen.n_voxels} voxels, decoder "
+          f"{decoder_flops(gen) / 1e6:.2f} MFLOP/shower; {args.threads} torch threads, {os.cpu_count()} CPUs, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.profile:
+        profile_eager(gen, max(args.batches))
+    runners: dict[str, Callable[[torch.Tensor, torch.Generator], Any]] = {}
+    if "eager" in args.runtimes:
+        runners["eager"] = gen
+    if "compile" in args.runtimes:
+        runners["compile"] = torch.compile(gen)
+    with tempfile.TemporaryDirectory() as tmp:
+        if "onnx" in args.runtimes:
+            runners["onnxruntime"] = onnx_runner(gen, args.threads, Path(tmp), args.onnx_chunk)
+        results: dict[int, dict[str, float]] = {}
+        for batch in args.batches:
+            e = energies(gen, batch)
+            g = torch.Generator().manual_seed(1)
+            fns = {name: (lambda run=run: run(e, g)) for name, run in runners.items()}
+            fns["matmul limit"] = matmul_chain(gen, batch)
+            with torch.inference_mode():
+                best = interleaved_best(fns, args.repeats, args.budget_s)
+            rates = {name: batch / t for name, t in best.items()}
+            results[batch] = rates
+            limit = rates.pop("matmul limit")
+            fastest = max(rates, key=rates.get)
+            print(f"batch {batch:>6}: decoder matmul limit {limit:>12,.0f} showers/s")
+            for name, rate in rates.items():
+                extra = "" if name != "onnxruntime" else f", fastest/onnxruntime {rates[fastest] / rate:.2f}x"
+                print(f"  {name:12s} {rate:>12,.0f} showers/s  {1e3 / rate:8.4f} ms/shower  "
+                      f"{rate / limit:6.1%} of the limit{extra}")
+    if args.simulator:
+        simulator_ratio(gen, args.dataset, results[max(results)])
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.dataset == 1:
+        for batch, check in ((10_000, lambda r: f"{max(r.values()):,.0f}/s vs >= 250,000/s"),
+                             (1, lambda r: f"{1e3 / max(r.values()):.3f} ms/shower vs <= 0.5 ms")):
+            if batch in results:
+                r = {k: v for k, v in results[batch].items() if k != "matmul limit"}
+                print(f"target batch {batch}: {check(r)}")
+        for batch, r in results.items():
+            r = {k: v for k, v in r.items() if k != "matmul limit"}
+            if "onnxruntime" in r:
+                print(f"target onnxruntime within 1.5x of fastest at batch {batch}: {max(r.values()) / r['onnxruntime']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
