@@ -83,6 +83,12 @@ def test_template_renders_two_nodes_that_meet_at_the_first_node(tmp_path, shower
         monkeypatch.setenv(key, value)
     cfg = compose_train([a for a in argv[1:] if not a.startswith("paths.")] + [f"paths.root_dir={tmp_path}",
                                                                               f"paths.output_dir={tmp_path}/run"])
+    # building a rank-1 trainer sets Lightning's process-wide rank; later tests in this process must see rank 0
+    from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only as pytorch_rank
+
+    for holder in (fabric_rank, pytorch_rank):
+        monkeypatch.setattr(holder, "rank", getattr(holder, "rank", 0))
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert isinstance(trainer.strategy, DDPStrategy)
     assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
