@@ -36,7 +36,10 @@ def build_generator(dataset: int) -> torch.nn.Module:
     from detsim.models.vae import CaloVAE
 
     torch.manual_seed(0)
-    model = CaloVAE(**model_kwargs([f"experiment={EXPERIMENTS[dataset]}"])).eval()
+    # the settings a training measures from its file (null in the experiments), fixed here: speed does not depend on them
+    measured = ["model.readout_threshold_mev=0.5", "model.condition.e_min_mev=1000", "model.condition.e_max_mev=100000",
+                "model.preprocessing.scale=0.1"] if dataset == 2 else []
+    model = CaloVAE(**model_kwargs([f"experiment={EXPERIMENTS[dataset]}", *measured])).eval()
     model.generator.voxel_map.fitted.fill_(True)
     return model.generator
 

@@ -14,3 +14,11 @@ fi
 "$PY" -m pip install --no-cache-dir --no-deps -r "$SRC/requirements.lock"
 "$PY" -m pip install --no-cache-dir --no-deps "$SRC"
 "$PY" -m pip check
+# A CPU image holds no CUDA wheels (they come only with a CUDA torch, which the lock leaves out).
+case "${TORCH_INDEX_URL:-}" in
+    */cpu)
+        if "$PY" -m pip list --format=freeze | grep -iE '^(nvidia-|cuda-|triton|pytorch-triton)'; then
+            echo "install.sh: CUDA wheels in a CPU install (above)" >&2
+            exit 1
+        fi ;;
+esac

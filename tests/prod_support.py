@@ -83,3 +83,13 @@ def mlflow_runs(tracking_uri: str, experiment: str = "detsim"):
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     return [] if exp is None else client.search_runs([exp.experiment_id], max_results=100)
+
+
+class PickleExploit:
+    """Unpickling this runs `Path(marker).touch()`: any code could stand there (the planted-checkpoint tests)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))

@@ -8,6 +8,7 @@ whole error output stays within 3 lines, and the folder the case ran in holds no
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +177,23 @@ CASES: dict[str, Case] = {
     "train-ckpt-corrupt": Case("train", _train("ckpt_path={corrupt_ckpt}"), "corrupt.ckpt"),
     "train-tracking-unreachable": Case("train", _train(f"logger.tracking_uri={UNREACHABLE}", tracked=True),
                                        "127.0.0.1:9"),
+    # Hydra's own override errors and OmegaConf's config errors, in every app
+    "simulate-unknown-key": Case("simulate", _a("nosuchkey=1", "out={out}/s.h5"), "nosuchkey=1"),
+    "train-unknown-nested-key": Case("train", _train("trainer.max_epochz=3"), "did you mean max_epochs"),
+    "simulate-group-option-missing": Case("simulate", _a("geometry=nope", "out={out}/s.h5"), "calogan"),
+    "train-group-option-missing": Case("train", _train("trainer=gpux"), "slurm_ddp"),
+    "simulate-hydra-group-option-missing": Case("simulate", _a("hydra/launcher=nope", "out={out}/s.h5"), "basic"),
+    "generate-malformed-override": Case("generate", _a(*GEN, "n=[1,", "out={out}/g.h5"), "n=[1,"),
+    "train-override-without-value": Case("train", _train("trainer"), "missing EQUAL"),
+    "convert-append-existing-key": Case("convert", _a("input={good_h5}", "output={out}/o.root", "+chunk_size=5"),
+                                        "++chunk_size"),
+    "evaluate-delete-missing-key": Case("evaluate", _a("reference={good_h5}", "generated={good_h5}", "~nosuch",
+                                                       "out_dir={out}/eval"), "~nosuch"),
+    "generate-ckpt-not-given": Case("generate", _a("reference={good_h5}", "out={out}/g.h5"), "ckpt=..."),
+    "convert-input-not-given": Case("convert", _a("output={out}/o.root"), "input"),
+    "evaluate-interpolation-unresolved": Case("evaluate", _a("reference=${{nosuch}}", "generated={good_h5}",
+                                                             "out_dir={out}/eval", "log_mlflow=false"), "nosuch"),
+    "simulate-required-key-removed": Case("simulate", _a("~out"), "out"),
 }
 
 
@@ -213,3 +231,18 @@ def test_the_corpus_covers_every_cli_with_40_cases():
     clis = {case.cli for case in CASES.values()}
     assert {"simulate", "convert", "train", "generate", "evaluate"} <= clis
     assert len(CASES) >= 40
+
+
+def test_debug_keeps_hydras_full_traceback_and_no_env_is_left_behind(tmp_path, monkeypatch):
+    from hydra.errors import ConfigCompositionException
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setenv("DETSIM_DEBUG", "1")
+    monkeypatch.setattr(sys, "argv", ["detsim-simulate", "nosuchkey=1", f"out={tmp_path}/s.h5"])
+    with pytest.raises(ConfigCompositionException, match="nosuchkey"):
+        importlib.import_module("detsim.cli.simulate").main()
+    monkeypatch.delenv("DETSIM_DEBUG")
+    with pytest.raises(SystemExit):
+        importlib.import_module("detsim.cli.simulate").main()
+    assert "HYDRA_FULL_ERROR" not in os.environ

@@ -117,7 +117,10 @@ def test_showers_one_layer_deeper():
     centres = [seps[f"centre_{a}_{i}"] for i in early for a in "xy"]
     profile = [v for k, v in seps.items() if k.startswith(("e_layer", "sparsity")) and not k.endswith("_0")]
     others = [v for k, v in seps.items() if k.startswith(("centre", "width", "etot")) and not k.endswith("_0")]
-    assert np.mean(longitudinal) > 5 * np.mean(centres)
+    # 3x, not 5x, since the simulator was calibrated to Geant4 (2026-11-30): the incident electron's track now
+    # sharpens the early layers' centres, so shifting a layer moves them too (measured 3.9x at 1200, 4.8x at 3000
+    # showers; the same-sample noise floor is 0.006 for both)
+    assert np.mean(longitudinal) > 3 * np.mean(centres)
     # the shower also narrows in a given layer (it is younger there), but the longitudinal
     # profile (energy and hit count per layer) moves most
     assert max(profile) > 1.2 * max(others)

@@ -53,8 +53,13 @@ def test_last_ckpt_written_every_epoch_without_improvement_and_auto_skips_a_brok
     best = ckpts / "epoch000.ckpt"
     assert best.is_file()
     (ckpts / "last.ckpt").write_bytes((ckpts / "last.ckpt").read_bytes()[:1000])  # truncated, newest
-    with caplog.at_level(logging.WARNING, logger="detsim.cli.train"):
-        assert newest_checkpoint(cfg, tmp_path / "run") == best
+    train_log = logging.getLogger("detsim.cli.train")
+    train_log.addHandler(caplog.handler)  # directly: an in-process Hydra app earlier in the session may stop propagation
+    try:
+        with caplog.at_level(logging.WARNING, logger="detsim.cli.train"):
+            assert newest_checkpoint(cfg, tmp_path / "run") == best
+    finally:
+        train_log.removeHandler(caplog.handler)
     assert "last.ckpt" in caplog.text and "skipping broken" in caplog.text
 
 

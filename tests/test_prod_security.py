@@ -12,24 +12,14 @@ import torch
 from detsim.cli.train import train
 from detsim.errors import DataFileError
 from detsim.security import UnsafeCheckpointError, checked_output_dir, load_checkpoint
-from prod_support import REPO, compose_train, tiny_overrides
-
-
-class _Exploit:
-    """Unpickling this runs `Path(marker).touch()`: any code could stand there."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (self.marker,))
+from prod_support import PickleExploit, REPO, compose_train, tiny_overrides
 
 
 @pytest.fixture()
 def malicious_checkpoint(tmp_path) -> tuple[Path, Path]:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "payload": _Exploit(marker)}, path)
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "payload": PickleExploit(marker)}, path)
     return path, marker
 
 

@@ -17,7 +17,7 @@ from detsim.generate import load_generator
 from detsim.models.pid import ParticleIdClassifier
 from detsim.safe_model import CONFIG_FILE, FORMAT_VERSION, load_model_dir
 from detsim.security import DisallowedTargetError, UnsafeCheckpointError, load_checkpoint
-from prod_support import PYTHON, REPO, cli_env
+from prod_support import PickleExploit, PYTHON, REPO, cli_env
 
 LOAD_CALLS = {"load", "load_from_checkpoint"}          # torch.load, X.load_from_checkpoint
 CKPT_CALLS = {"fit", "test", "validate", "predict"}    # trainer.<call>(..., ckpt_path=...)
@@ -45,22 +45,12 @@ def test_every_checkpoint_load_in_the_sources_passes_weights_only_true():
     assert seen >= 3 and not offenders, offenders  # security.load_checkpoint and the trainer's fit/test
 
 
-class _Exploit:
-    """Unpickling this runs `Path(marker).touch()`: any code could stand there."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (self.marker,))
-
-
 @pytest.fixture()
 def planted(tmp_path) -> tuple[Path, Path]:
     """A file named like a CaloVAE checkpoint whose pickle touches a marker file when unpickled."""
     marker = tmp_path / "pwned"
     path = tmp_path / "model.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"latent_dim": 2}, "payload": _Exploit(marker)}, path)
+    torch.save({"state_dict": {}, "hyper_parameters": {"latent_dim": 2}, "payload": PickleExploit(marker)}, path)
     return path, marker
 
 

@@ -24,7 +24,10 @@ def geometry(name: str):
 
 
 def cnn_config(**over) -> dict:
-    cfg = OmegaConf.load(config_dir() / "eval" / "classifier" / "cnn.yaml")
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):  # the backbone comes through defaults
+        cfg = compose("evaluate", overrides=["reference=x", "generated=y"]).eval.cnn
     tiny = {"backbone": {"channels": [4, 8], "head": [32]}, "max_epochs": 4, "batch_size": 100,
             "lr": 3e-3, "enable_progress_bar": False, "num_threads": 1}
     return OmegaConf.to_container(OmegaConf.merge(cfg, tiny, over))

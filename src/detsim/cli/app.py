@@ -1,7 +1,8 @@
 """Shared plumbing for every detsim Hydra app: config location and user-error handling.
 
 A DetsimError (bad file, key, shape, units) is printed as one line and the process exits with
-status 2; set DETSIM_DEBUG=1 to see the traceback instead.
+status 2; so is a configuration error from Hydra or OmegaConf (unknown key, missing group option,
+malformed override, a ??? value left unset). Set DETSIM_DEBUG=1 to see the traceback instead.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import shutil
 from pathlib import Path
 
 import hydra
 from hydra.experimental.callback import Callback
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
+from detsim.cli.config_errors import describe
 from detsim.cli.console import tidy_console
 from detsim.config import positive_int  # noqa: F401  (the CLIs import it from here)
 from detsim.errors import ConfigError, DetsimError
@@ -30,6 +35,31 @@ def user_error(exc: DetsimError) -> None:
     """Print the one-line message and exit with status 2 (the traceback only with DETSIM_DEBUG=1)."""
     print(f"detsim error: {exc}", file=sys.stderr)
     sys.exit(USER_ERROR_EXIT)
+
+
+def _debugging() -> bool:
+    """DETSIM_DEBUG (or Hydra's own HYDRA_FULL_ERROR) set by the user: show full tracebacks."""
+    return bool(os.environ.get("DETSIM_DEBUG") or os.environ.get("HYDRA_FULL_ERROR"))
+
+
+@contextmanager
+def _env(name: str, value: str | None) -> Iterator[None]:
+    """Set (or, with None, remove) one environment variable for the block, then restore it."""
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+_FROM_TASK = "_detsim_raised_by_task"  # marks an exception the task raised, so entry() leaves it alone
 
 
 def _remove_bare_run_dir() -> None:
@@ -79,30 +109,60 @@ class CheckRunDir(Callback):
 
 
 def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
-    """Decorate `task(cfg)` into a console-script entry point reading `conf/<config_name>.yaml`."""
+    """Decorate `task(cfg)` into a console-script entry point reading `conf/<config_name>.yaml`.
+
+    Hydra reports its own composition errors (unknown key, missing option, bad override syntax) in
+    several lines and exits 1; with HYDRA_FULL_ERROR set while Hydra composes (and unset while the
+    task runs, so neither the task nor processes it starts see it) those errors reach `entry`, which
+    prints them as one line and exits 2.
+    """
 
     def wrap(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
         def guarded(cfg: DictConfig) -> Any:
             tidy_console()
+            debug = _debugging() and not hydra_raises
             try:
-                return task(cfg)
+                with _env("HYDRA_FULL_ERROR", None if hydra_raises else os.environ.get("HYDRA_FULL_ERROR")):
+                    return task(cfg)
             except DetsimError as exc:
-                if os.environ.get("DETSIM_DEBUG"):
+                if debug:
                     raise
                 _remove_bare_run_dir()
                 user_error(exc)
+            except OmegaConfBaseException as exc:  # a ??? left unset, a key removed with ~, a bad ${...}
+                if debug:
+                    raise
+                _remove_bare_run_dir()
+                user_error(ConfigError(describe(exc, sys.argv[1:], config_name)))
+            except Exception as exc:
+                setattr(exc, _FROM_TASK, True)
+                raise
 
         hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded)
+        hydra_raises = False
 
         @functools.wraps(task)
         def entry() -> Any:
+            nonlocal hydra_raises
             if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
                 from detsim.cli.help import app_help
 
                 print(app_help(os.path.basename(sys.argv[0]) or config_name, config_name))
                 return None
-            return hydra_main()
+            if _debugging():  # the full traceback, Hydra's frames included
+                with _env("HYDRA_FULL_ERROR", "1"):
+                    return hydra_main()
+            hydra_raises = True
+            try:
+                with _env("HYDRA_FULL_ERROR", "1"):
+                    return hydra_main()
+            except (HydraException, OmegaConfBaseException) as exc:
+                if getattr(exc, _FROM_TASK, False):
+                    raise
+                user_error(ConfigError(describe(exc, sys.argv[1:], config_name)))
+            finally:
+                hydra_raises = False
 
         return entry
 

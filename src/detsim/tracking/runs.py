@@ -176,7 +176,13 @@ def _config_params_logger():
 
     class ConfigParamsMLFlowLogger(MLFlowLogger):
         def log_hyperparams(self, params: Any) -> None:
-            """Ignored: the run's params are the composed config (detsim.tracking.log_params)."""
+            """Lightning's automatic copy of the module's hyper-parameters is ignored: the run's params are the
+            composed config (detsim.tracking.log_params). Settings a module measured itself (`measured/...`,
+            e.g. the readout threshold taken from the training file) are new facts and are logged."""
+            if isinstance(params, Mapping):
+                measured = {k: v for k, v in params.items() if str(k).startswith("measured/")}
+                if measured:
+                    super().log_hyperparams(measured)
 
     return ConfigParamsMLFlowLogger
 

@@ -43,6 +43,7 @@ def pion_components(
     had = model["hadronic"]
     det_had = detector["hadronic"]
     response = float(detector["response"])
+    shape = detector.get("voxel_spot_shape")
     n = energy_mev.size
     first = rng.exponential(1.0, n)  # depth of the first interaction, lambda_int
     # MIP ionisation before the first interaction, on the axis; it is taken from the shower energy.
@@ -58,13 +59,15 @@ def pion_components(
     vis_em = response * e_em
     vis_had = response / float(det_had["e_over_h"]) * e_had
     g_em = shower_factor(
-        shower_factor_variance(e_em, float(detector["stochastic_term"]), float(detector["constant_term"]), quantum, vis_em), rng
+        shower_factor_variance(e_em, float(detector["stochastic_term"]), float(detector["constant_term"]), quantum, vis_em, shape), rng
     )
     g_had = shower_factor(
-        shower_factor_variance(e_had, float(det_had["stochastic_term"]), 0.0, quantum, vis_had), rng
+        shower_factor_variance(e_had, float(det_had["stochastic_term"]), 0.0, quantum, vis_had, shape), rng
     )
     start_x0 = stack.x0_at_lambda(first)
-    em = em_component(np.maximum(e_em, 1.0), vis_em * g_em, start_x0, stack, detector["em"], model["em"], rng)
+    # The EM part of a hadron shower starts inside the detector: no incident-electron track.
+    em = em_component(np.maximum(e_em, 1.0), vis_em * g_em, start_x0, stack, detector["em"], model["em"], rng,
+                      with_track=False)[-1]
 
     # Hadronic part: a Gamma profile in lambda_int from the first interaction, wider with depth.
     lon = had["longitudinal"]

@@ -58,11 +58,19 @@ def check_detector(detector: Mapping[str, Any]) -> dict[str, Any]:
     return det
 
 
-def voxel_quantum(geometry: Geometry, det: Mapping[str, Any]) -> np.ndarray:
-    """Spot size per voxel: q0 (1 + g (r / R_M)^2); far from the axis energy arrives in fewer, bigger pieces."""
+def voxel_quantum(geometry: Geometry, det: Mapping[str, Any], stack: LayerStack | None = None) -> np.ndarray:
+    """Spot size per voxel: q0 (1 + g (r / R_M)^2) (far from the axis energy may arrive in bigger pieces),
+    times 1 - (1 - f) exp(-t / t_f) at layer depth t (X0) with `voxel_quantum_front: {fraction: f, X0: t_f}`:
+    near the face the hits are single minimum-ionising crossings, smaller than the spots of the cascade."""
     r, _ = geometry.cell_centres_polar
     growth = float(det.get("voxel_quantum_growth", 0.0))
-    return float(det["voxel_quantum_MeV"]) * (1.0 + growth * (r / float(det["em"]["R_M_mm"])) ** 2)
+    q = float(det["voxel_quantum_MeV"]) * (1.0 + growth * (r / float(det["em"]["R_M_mm"])) ** 2)
+    front = det.get("voxel_quantum_front")
+    if front and stack is not None:
+        depth = np.array([stack.mid_x0[stack.slice_layer == k].mean() for k in range(geometry.n_layers)])
+        scale = 1.0 - (1.0 - float(front["fraction"])) * np.exp(-depth / float(front["X0"]))
+        q = q * scale[geometry.voxel_layer_position]
+    return q
 
 
 def _check_energies(incident_energy: np.ndarray) -> np.ndarray:
@@ -84,7 +92,8 @@ def simulate_showers(
     kind = canonical_particle(particle)
     energy = _check_energies(incident_energy)
     stack = LayerStack.build(geometry, det, float(model["max_slice_X0"]), float(model["max_slice_lambda"]))
-    quantum = voxel_quantum(geometry, det)
+    quantum = voxel_quantum(geometry, det, stack)
+    spot_shape = det.get("voxel_spot_shape")
     if energy.size == 0:
         return CaloShowers(energy, np.zeros((0, geometry.n_voxels), np.float32))
     quad = QuadratureGrid(int(model["quadrature"]["n_r"]), int(model["quadrature"]["n_phi"]))
@@ -92,13 +101,15 @@ def simulate_showers(
         components = pion_components(energy, stack, det, model, rng, float(quantum.min()))
         mean = deposit(geometry, stack.slice_layer, components, quad, rng)
     else:
-        start = start_depth(kind, energy.size, model["em"], rng)
+        start = start_depth(kind, energy.size, model["em"], rng, det["em"])
         visible = float(det["response"]) * energy
-        components = [em_component(energy, visible, start, stack, det["em"], model["em"], rng)]
+        components = em_component(energy, visible, start, stack, det["em"], model["em"], rng)
         mean = deposit(geometry, stack.slice_layer, components, quad, rng)
         # The spots' share of the variance depends on where the energy went; the shower factor gets the rest.
         q_eff = (mean @ quantum) / np.maximum(mean.sum(axis=1), 1e-9)
-        var = shower_factor_variance(energy, float(det["stochastic_term"]), float(det["constant_term"]), q_eff, visible)
+        var = shower_factor_variance(
+            energy, float(det["stochastic_term"]), float(det["constant_term"]), q_eff, visible, spot_shape
+        )
         mean *= shower_factor(var, rng)[:, None]
-    showers = apply_threshold(voxel_spots(mean, quantum, rng), float(det["threshold_MeV"]))
+    showers = apply_threshold(voxel_spots(mean, quantum, rng, spot_shape), float(det["threshold_MeV"]))
     return CaloShowers(energy.astype(np.float32), showers)
