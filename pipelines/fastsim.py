@@ -35,10 +35,10 @@ def best_checkpoint(train_dir: Path) -> Path:
 
 def simulator_overrides(cfg: DictConfig) -> list[str]:
     """detsim-simulate overrides of the chosen `simulator` (fastsim.yaml `simulators`), plus the Geant4 data folder."""
-    if cfg.simulator not in cfg.simulators:
-        raise DetsimError(f"fastsim simulator: expected one of {sorted(cfg.simulators)}, found {cfg.simulator!r}")
-    extra = list(cfg.simulators[cfg.simulator].simulate)
-    if cfg.simulator == "geant4" and cfg.get("geant4_data_dir"):
+    if cfg.source not in cfg.simulators:
+        raise DetsimError(f"fastsim simulator: expected one of {sorted(cfg.simulators)}, found {cfg.source!r}")
+    extra = list(cfg.simulators[cfg.source].simulate)
+    if cfg.source == "geant4" and cfg.get("geant4_data_dir"):
         extra.append(f"geant4.data_dir={cfg.geant4_data_dir}")
     return extra
 
@@ -58,8 +58,8 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
     simulate = simulator_overrides(cfg) + extra["simulate"]
     with mlflow.start_run(run_name="fastsim") as parent:
         env = child_env(parent.info.run_id, uri)
-        mlflow.log_params({k: str(cfg[k]) for k in ("simulator", "geometry", "particle", "n_train", "n_reference",
-                                                     "n_generate", "experiment", "seed")})
+        keys = ("geometry", "particle", "n_train", "n_reference", "n_generate", "experiment", "seed")
+        mlflow.log_params({"simulator": str(cfg.source), **{k: str(cfg[k]) for k in keys}})
         stages = list(cfg.stages)
         if "simulate" in stages:
             seconds = 0.0
@@ -134,5 +134,12 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def simulator_argument(argv: list[str]) -> list[str]:
+    """`simulator=<name>` (the documented switch) as `source=<name>`: a primary-config key named `simulator`
+    would clash with the conf/simulator group, which Hydra resolves first and refuses."""
+    return [f"source={a.split('=', 1)[1]}" if a.startswith("simulator=") else a for a in argv]
+
+
 if __name__ == "__main__":
+    sys.argv[1:] = simulator_argument(sys.argv[1:])
     main()
