@@ -36,3 +36,6 @@ def tidy_console() -> None:
     logging.getLogger("matplotlib.mathtext").setLevel(logging.WARNING)
     logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+    for name, logger in list(logging.root.manager.loggerDict.items()):  # a logging config applied by a library
+        if name.startswith("detsim") and isinstance(logger, logging.Logger):  # must not silence detsim's warnings
+            logger.disabled = False

@@ -29,7 +29,8 @@ _MAP_KEYS = {"none": (), "affine": ("n_bins", "min_hits", "samples_per_shower", 
              "quantile": ("n_bins", "n_knots", "grid", "margin", "min_hits", "samples_per_shower", "reference_showers")}
 # the pre-split code's defaults for keys an old config could omit
 _OLD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "encoder": {"hidden": [200, 150, 100, 50], "activation": "ELU", "input_norm": False},
+    "encoder": {"hidden": [200, 150, 100, 50], "activation": "ELU", "input_norm": False, "norm_eps": 1e-5,
+                "norm_momentum": 0.1},
     "decoder": {"hidden": None, "activation": "ELU", "output": "sigmoid", "reco_loss": "mse", "energy": "lognormal",
                 "log_scale_min": -5.0, "log_scale_max": 1.0},
     "prior": {"kind": "standard", "n_bins": 1, "min_count": 50, "bank_size": 10000},

@@ -33,10 +33,15 @@ def mlp(sizes: Sequence[int], activation_name: str) -> nn.Sequential:
 class Encoder(nn.Module):
     """q(z | x, c): preprocessed voxels and condition -> (mu, logvar)."""
 
-    def __init__(self, n_voxels: int, hidden: Sequence[int], latent_dim: int, activation: str, input_norm: bool):
+    def __init__(self, n_voxels: int, hidden: Sequence[int], latent_dim: int, activation: str, input_norm: bool,
+                 norm_eps: float, norm_momentum: float | None):
         super().__init__()
-        # Standardising the inputs matters for logit inputs (values near -14 for empty voxels).
-        self.norm = nn.BatchNorm1d(n_voxels, affine=False) if input_norm else nn.Identity()
+        # Standardising the inputs matters for logit inputs (values near -14 for empty voxels). Two settings keep
+        # the evaluation-mode statistics sane on sparse (Geant4) showers: a cumulative average (momentum None)
+        # instead of an exponential one that still sits near its start (mean 0, var 1) after a few steps, and an
+        # eps that floors the width of voxels empty in training, which a 1e-5 eps would scale by ~300.
+        self.norm = (nn.BatchNorm1d(n_voxels, affine=False, eps=float(norm_eps), momentum=norm_momentum)
+                     if input_norm else nn.Identity())
         self.body = mlp([n_voxels + 1, *hidden], activation)
         self.head = nn.Linear(hidden[-1], 2 * latent_dim)
 

@@ -126,7 +126,8 @@ class CaloVAE(L.LightningModule):
         self.optimizer_cfg = dict(hp["optimizer"])
         enc, dec = hp["encoder"], hp["decoder"]
         dec_hidden = list(dec["hidden"] or enc["hidden"][::-1])
-        self.encoder = Encoder(n_vox, list(enc["hidden"]), hp["latent_dim"], enc["activation"], bool(enc["input_norm"]))
+        self.encoder = Encoder(n_vox, list(enc["hidden"]), hp["latent_dim"], enc["activation"], bool(enc["input_norm"]),
+                               float(enc["norm_eps"]), enc["norm_momentum"])
         head_module = build(hp["head"], "head", VoxelHead, n_hidden=dec_hidden[-1], n_voxels=n_vox,
                             transform=self.transform)
         self.generator = ShowerGenerator(
