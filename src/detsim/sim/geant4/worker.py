@@ -48,6 +48,10 @@ class Application:
 
     def __init__(self, spec: WorkerSpec) -> None:
         os.environ.update(spec.environ)
+        # All 12 data-set variables are set, so the bindings need not look for data sets themselves. Saying so
+        # with GEANT4_DATA_DIR matters under CI=true, where geant4-pybind 0.1.3 otherwise lists (and would clean)
+        # ~/.geant4_pybind, which does not exist ("ImportError: initialization failed").
+        os.environ.setdefault("GEANT4_DATA_DIR", os.path.dirname(spec.environ["G4LEDATA"]))
         import geant4_pybind as g4  # after the data-set variables are set
 
         from detsim.sim.geant4 import build
