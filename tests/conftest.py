@@ -20,6 +20,15 @@ CONF = REPO / "conf"
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one intra-op thread for the test (bit-for-bit comparisons), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def calochallenge_dir() -> Path:
     path = SHARED_DATA / "calochallenge"

@@ -20,14 +20,6 @@ OLD = {  # fixture -> the classes its string-chosen options translate to
 }
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", sorted(OLD))
 def test_old_checkpoint_loads_and_generates_the_same_showers(name, one_thread, tmp_path):
     path = FIXTURES / f"calo_vae_{name}_v0.ckpt"

@@ -63,14 +63,6 @@ def energies(n: int) -> torch.Tensor:
     return torch.as_tensor(2.0 ** np.random.default_rng(1).integers(8, 23, n), dtype=torch.float32)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("head,calibration", [("hurdle_weibull", "none"), ("hurdle_lognormal", "none"),
                                               ("hurdle_weibull", "layers")])
 def test_blocked_generation_equals_the_whole_batch_path_bit_for_bit(monkeypatch, one_thread, head, calibration):
