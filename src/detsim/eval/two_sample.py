@@ -12,6 +12,7 @@ The same training function serves particle identification.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -186,7 +187,7 @@ def _fit(backbone: nn.Module, x: np.ndarray, labels: np.ndarray, cfg: Mapping[st
         devices=1,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=bool(cfg.get("enable_progress_bar", True)),
+        enable_progress_bar=bool(cfg.get("enable_progress_bar", True)) and sys.stdout.isatty(),  # no bar in logs
         enable_model_summary=False,
         deterministic=True,
         num_sanity_val_steps=0,
