@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from detsim.errors import ConfigError
+from detsim.files import atomic_output
 from detsim.paths import config_dir
 from detsim.showers import CaloShowers
 from detsim.sim.calo.config import SimulationPlan, plan_from_config
@@ -112,7 +113,8 @@ def write_sampling_fraction(path: Path, value: float) -> None:
     pattern = re.compile(r"^(\s+sampling_fraction:\s*)([^#\n]*?)(\s*(#.*)?)$", re.M)
     if not pattern.search(text):
         raise ConfigError(f"{path}: key 'geant4.sampling_fraction': expected a line to update, found none")
-    path.write_text(pattern.sub(lambda m: f"{m.group(1)}{value:.5f}{m.group(3)}", text, count=1))
+    with atomic_output(path) as partial:  # the user's detector config: a kill leaves the old file or the new one
+        partial.write_text(pattern.sub(lambda m: f"{m.group(1)}{value:.5f}{m.group(3)}", text, count=1))
 
 
 def calibrate(cfg: DictConfig) -> float:
