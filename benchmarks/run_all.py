@@ -21,6 +21,7 @@ BENCHMARKS = {
     "generate": "bench_generate.py",
     "evaluate": "bench_evaluate.py",
     "gw": "bench_gw.py",
+    "prod_overhead": "bench_prod_overhead.py",
 }
 
 

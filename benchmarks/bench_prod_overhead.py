@@ -2,7 +2,7 @@
 
 Trains the default dataset-1 photon VAE twice on the same simulator file, with and without the three
 callbacks, and prints the wall-time ratio (measured in the same process, so the machine's load cancels out).
-    python benchmarks/prod_overhead.py [--n 4000] [--epochs 3]
+    python benchmarks/bench_prod_overhead.py [--n 4000] [--epochs 3]
 """
 
 from __future__ import annotations
