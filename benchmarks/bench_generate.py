@@ -21,6 +21,7 @@ import argparse
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,21 +75,30 @@ def decoder_flops(gen: torch.nn.Module) -> int:
 
 def onnx_runner(gen: torch.nn.Module, threads: int, tmp: Path, chunk: int) -> Callable[[torch.Tensor, torch.Generator], Any]:
     """A Python host of the exported graph: draws the inputs with torch, runs `chunk` rows per call
-    (cache-sized calls beat one call over N x V arrays; 512 measured best for ds1 on one thread)."""
+    (cache-sized calls beat one call over N x V arrays; 512 measured best for ds1 on one thread) on
+    `threads` host threads, each call with one intra-op thread, as Geant4 / ATLAS workers run a session:
+    with two intra-op threads every one of the graph's ~80 nodes is a parallel region, and on a shared
+    machine each region's barrier waits for a descheduled thread (measured up to 2x slower)."""
     import onnxruntime as ort
 
     from detsim.models.vae.export import export
 
     path = export(gen, tmp / "generator.onnx", "onnx")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None  # session.run is thread-safe and frees the GIL
+
+    def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(None, inputs)[0]
 
     def run(e: torch.Tensor, g: torch.Generator) -> Any:
         draws = gen.draw(len(e), g)
         inputs = {"incident_energy": e.numpy(), **{k: v.numpy() for k, v in draws.items()}}
-        return [session.run(None, {k: v[i : i + chunk] for k, v in inputs.items()})[0] for i in range(0, len(e), chunk)]
+        calls = [{k: v[i : i + chunk] for k, v in inputs.items()} for i in range(0, len(e), chunk)]
+        return [call(c) for c in calls] if pool is None or len(calls) == 1 else list(pool.map(call, calls))
 
     return run
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detsim.models.vae.graph_mode import in_graph
 from detsim.models.vae.heads import lower_log_fraction
 from detsim.models.vae.transforms import condition_bin
 
@@ -51,7 +52,9 @@ def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: tor
     showers = torch.empty(len(e_inc), gen.n_voxels, device=z.device, dtype=z.dtype)
     n_uniform = gen.decoder.head.uniforms_per_voxel
     block = BLOCK_ROWS if torch.get_num_threads() == 1 else max(len(e_inc), 1)
-    reuse = not torch.is_grad_enabled()  # in place needs no autograd graph (generate.py runs in inference mode)
+    # in place needs no autograd graph (generate.py runs in inference mode); a compiled graph fuses the passes
+    # itself, and in-place writes into the decoder output would make it copy that output first
+    reuse = not torch.is_grad_enabled() and not in_graph()
     map_active = gen.voxel_map.active
     for start in range(0, len(e_inc), block):
         rows = slice(start, start + block)

@@ -25,6 +25,7 @@ from torch import nn
 
 from detsim.errors import ConfigError
 from detsim.models.vae import losses
+from detsim.models.vae.graph_mode import in_graph
 from detsim.models.vae.transforms import VoxelTransform
 
 Params = Mapping[str, torch.Tensor]
@@ -41,6 +42,14 @@ def is_hit(showers: torch.Tensor, threshold: float) -> torch.Tensor:
 def soft_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """x bounded to (lo, hi) smoothly: about x in between, with a gradient that never vanishes."""
     return lo + nn.functional.softplus(x - lo) - nn.functional.softplus(x - hi)
+
+
+def soft_clamp_exp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """exp(soft_clamp(x, lo, hi)) in closed form, e^lo (1 + a) / (1 + a e^(lo - hi)) with a = e^(x - lo):
+    one exp instead of two softplus and an exp (graphs sample with it; eager keeps soft_clamp's roundings).
+    x is capped where the ratio has long reached e^hi, so a stays finite."""
+    a = (x.clamp(max=lo + 80.0) - lo).exp()
+    return (a + 1.0).div_(a.mul(math.exp(lo - hi)).add_(1.0)).mul_(math.exp(lo))
 
 
 def lower_log_fraction(threshold: float, e_inc: torch.Tensor) -> torch.Tensor | None:
@@ -146,9 +155,14 @@ class HurdleHead(VoxelHead):
 
     # --- shared --------------------------------------------------------------------------------
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"hit": logits, "loc", "log_scale"}; traced into a graph also "scale" = e^log_scale, which the
+        sampler then takes (one exp; a graph drops the log_scale it does not use)."""
         hit, loc, log_scale = self.linear(h).float().chunk(3, dim=1)
         bound = soft_clamp if self.width_bound == "smooth" else torch.clamp
-        return {"hit": hit, "loc": loc, "log_scale": bound(log_scale, *self.log_scale_range)}
+        out = {"hit": hit, "loc": loc, "log_scale": bound(log_scale, *self.log_scale_range)}
+        if in_graph() and self.width_bound == "smooth":
+            out["scale"] = soft_clamp_exp(log_scale, *self.log_scale_range)
+        return out
 
     def reco_terms(self, out: Params, showers: torch.Tensor, e_inc: torch.Tensor,
                    threshold: float) -> dict[str, torch.Tensor]:
@@ -180,7 +194,7 @@ class HurdleHead(VoxelHead):
             raise ConfigError("HurdleHead.sample: needs one uniform per voxel, found none")
         loc = out["loc"]
         p = out["hit"].sigmoid_() if reuse else torch.sigmoid(out["hit"])
-        scale = out["log_scale"].exp_() if reuse else out["log_scale"].exp()
+        scale = out["scale"] if "scale" in out else out["log_scale"].exp_() if reuse else out["log_scale"].exp()
         if reuse:  # float 0/1 (a bool mask is 4x slower to make and use)
             hit = torch.lt(uniform, p, out=torch.empty_like(uniform))
             if e_inc is not None:
