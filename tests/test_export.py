@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import vae_kwargs
+
 from detsim.config import compose_config
 from detsim.errors import ConfigError
 from detsim.models.vae import CaloVAE
@@ -104,6 +106,47 @@ def test_the_host_stream_reproduces_detsim_generate(default_onnx, monkeypatch):
     with torch.no_grad():
         unmapped = gen.from_draws(e, draws).numpy()
     assert np.abs(unmapped - got).max() > 1e-2 * got.max()
+
+
+@pytest.fixture(scope="module")
+def current_default():
+    """The default config as it is now (smooth width bound, parabolic tail, readout threshold), unlike the
+    v0 fixture (hard bound, plain Weibull): weights spread to hit ~half the voxels, and a fitted quantile map
+    whose tables are not the identity."""
+    torch.manual_seed(0)
+    gen = CaloVAE(**vae_kwargs("model.readout_threshold_mev=0.02", model="calo_vae")).eval().generator
+    with torch.no_grad():
+        for p in gen.decoder.parameters():
+            p.mul_(1.5)
+        gen.prior.loc.normal_(0.0, 0.5)
+        gen.voxel_map.table.mul_(0.95).sub_(0.05)
+        gen.voxel_map.step.mul_(0.95)
+        gen.voxel_map.fitted.fill_(True)
+    assert gen.decoder.head.width_bound == "smooth" and gen.decoder.head.tail_z is not None
+    return gen
+
+
+def test_the_current_default_head_exports_too(current_default, tmp_path):
+    """The graph's closed-form width bound (one exp instead of two softplus) gives eager's showers."""
+    gen = current_default
+    names = input_names(gen)
+    args = example_inputs(gen, 300, seed=3)
+    (got,) = session(export(gen, tmp_path / "g.onnx", "onnx")).run(None, {k: v.numpy() for k, v in zip(names, args)})
+    with torch.no_grad():
+        want = gen.from_draws(args[0], dict(zip(names[1:], args[1:]))).numpy()
+    assert_same_showers(got, want, gen.threshold_mev)
+
+
+@pytest.mark.slow  # a compilation (~30 s)
+def test_torch_compile_gives_the_eager_showers(current_default, one_thread):
+    """torch.compile traces the graph formulation the exporter writes (closed-form width bound, one gather per
+    map table, bias inside the matmul; docs/export.md), so for one seed it must give eager's showers."""
+    gen = current_default
+    energies = example_inputs(gen, 300, seed=2)[0]
+    with torch.inference_mode():
+        want = gen(energies, torch.Generator().manual_seed(4)).numpy()
+        got = torch.compile(gen)(energies, torch.Generator().manual_seed(4)).numpy()
+    assert_same_showers(got, want, gen.threshold_mev)
 
 
 @pytest.mark.slow  # two more exports (~10 s each on a busy machine)

@@ -66,6 +66,8 @@ def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: tor
                        else torch.rand(shape, generator=generator, device=z.device, dtype=z.dtype))
         sample = sample_block(gen, z[rows], c[rows], e_inc[rows].reshape(-1, 1),
                               None if lower is None else lower[rows], uniform, reuse, map_active)
+        if not reuse and block >= len(e_inc):
+            return sample  # one block, out of place (a compiled graph): the batch itself, no copy
         if sample.data_ptr() != out.data_ptr():
             out.copy_(sample)
     return showers

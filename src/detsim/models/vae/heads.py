@@ -25,7 +25,7 @@ from torch import nn
 
 from detsim.errors import ConfigError
 from detsim.models.vae import losses
-from detsim.models.vae.graph_mode import in_graph
+from detsim.models.vae.graph_mode import in_graph, linear
 from detsim.models.vae.transforms import VoxelTransform
 
 Params = Mapping[str, torch.Tensor]
@@ -157,7 +157,7 @@ class HurdleHead(VoxelHead):
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"hit": logits, "loc", "log_scale"}; traced into a graph also "scale" = e^log_scale, which the
         sampler then takes (one exp; a graph drops the log_scale it does not use)."""
-        hit, loc, log_scale = self.linear(h).float().chunk(3, dim=1)
+        hit, loc, log_scale = linear(self.linear, h).float().chunk(3, dim=1)
         bound = soft_clamp if self.width_bound == "smooth" else torch.clamp
         out = {"hit": hit, "loc": loc, "log_scale": bound(log_scale, *self.log_scale_range)}
         if in_graph() and self.width_bound == "smooth":

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from detsim.errors import ConfigError
+from detsim.models.vae.graph_mode import sequential
 
 
 def activation(name: str) -> nn.Module:
@@ -59,4 +60,4 @@ class ShowerDecoder(nn.Module):
         self.head = head
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.head(self.trunk(torch.cat([z, c], dim=1)))
+        return self.head(sequential(self.trunk, torch.cat([z, c], dim=1)))

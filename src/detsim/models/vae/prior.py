@@ -61,8 +61,9 @@ class FittedPrior(LatentPrior):
         self.register_buffer("chol", torch.eye(latent_dim).repeat(self.n_bins, 1, 1))
 
     def transform(self, c: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
-        b = self._bin(c)
-        return self.loc[b] + torch.bmm(self.chol[b], draws["normal"].unsqueeze(2)).squeeze(2)
+        b = self._bin(c)  # index_select: an ONNX Gather (indexing exports as the slower GatherND)
+        chol = self.chol.index_select(0, b)
+        return self.loc.index_select(0, b) + torch.bmm(chol, draws["normal"].unsqueeze(2)).squeeze(2)
 
     @torch.no_grad()
     def fit(self, c, z, mu=None, logvar=None) -> None:
