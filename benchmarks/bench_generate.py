@@ -137,6 +137,9 @@ def energies(gen: torch.nn.Module, n: int) -> torch.Tensor:
 
 
 def main() -> None:
+    from detsim.config import compose_config
+    from detsim.models.vae.allocator import keep_freed_buffers
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=int, default=1, choices=sorted(EXPERIMENTS))
     parser.add_argument("--threads", type=int, default=2)
@@ -146,15 +149,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--budget-s", type=float, default=20.0, help="timing time per batch size (after 3 turns)")
     parser.add_argument("--onnx-chunk", type=int, default=512, help="rows per onnxruntime call")
+    parser.add_argument("--heap-buffers-mb", type=int, default=None,
+                        help="glibc keeps freed buffers up to this size (default: conf/generate.yaml's, as detsim-generate; 0: libc defaults)")
     parser.add_argument("--profile", action="store_true", help="print the eager sampler's profile at the largest batch")
     parser.add_argument("--simulator", action="store_true",
                         help="also time the reference simulator on the same geometry (ratio generation / simulator)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    heap_mb = compose_config("generate", []).heap_buffers_mb if args.heap_buffers_mb is None else args.heap_buffers_mb
+    kept = keep_freed_buffers(heap_mb)
     gen = build_generator(args.dataset)
     print(f"dataset {args.dataset} ({EXPERIMENTS[args.dataset]}): {gen.n_voxels} voxels, decoder "
           f"{decoder_flops(gen) / 1e6:.2f} MFLOP/shower; {args.threads} torch threads, {os.cpu_count()} CPUs, "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; freed buffers up to {heap_mb} MB kept: {kept}")
     if args.profile:
         profile_eager(gen, max(args.batches))
     runners: dict[str, Callable[[torch.Tensor, torch.Generator], Any]] = {}

@@ -9,6 +9,8 @@ the matmuls may split their sums differently per block size, so there the check 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -125,3 +127,29 @@ def test_blocked_generation_keeps_the_hit_rate_and_mean_energy():
     err = torch.sqrt((a.double().var(0) + b.double().var(0)) / len(e)).clamp_min(1e-9)
     assert ((mean_a - mean_b).abs() / err).max() < 5.5
     assert math.isclose(float(a.sum(1).mean()), float(b.sum(1).mean()), rel_tol=0.01)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_batch_buffers_are_reused_without_page_faults():
+    """generate.heap_buffers_mb: a freed 64 MB buffer (a ds1 decoder output is 44 MB) is reused by the next
+    batch instead of being faulted in again page by page (in a subprocess: the setting is process-wide)."""
+    script = """
+import resource, sys, torch
+from detsim.models.vae.allocator import keep_freed_buffers
+ok = keep_freed_buffers(int(sys.argv[1]))
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = torch.empty(16 << 20).fill_(1.0); del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults()
+print(ok, faults())
+"""
+    def run(limit_mb: int) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", script, str(limit_mb)], capture_output=True, text=True, check=True)
+        ok, n = out.stdout.split()
+        return ok, int(n)
+
+    ok, n = run(0)
+    assert ok == "False" and n > 10_000  # libc defaults: its 16k pages are faulted in again
+    ok, n = run(1024)
+    assert ok == "True" and n < 1000

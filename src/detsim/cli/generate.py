@@ -10,6 +10,7 @@ from detsim.config import to_plain
 from detsim.generate import generate_to_file, incident_energies, load_generator, use_compile
 from detsim.io import file_format
 from detsim.io.writer import check_output_file
+from detsim.models.vae.allocator import keep_freed_buffers
 
 
 def generate(cfg: DictConfig) -> str:
@@ -29,6 +30,7 @@ def generate(cfg: DictConfig) -> str:
         n, reference=cfg.get("reference"), energies=to_plain(cfg.get("energies")),
         spectrum=spectrum, seed=int(cfg.seed), root=root,
     )
+    keep_freed_buffers(int(cfg.get("heap_buffers_mb", 0)))  # before the first batch allocates
     compile = use_compile(cfg.get("compile", False), len(energies), int(cfg.get("compile_min_showers", 5_000_000)))
     out = generate_to_file(loaded, energies, cfg.out, batch_size, int(cfg.seed), root=root,
                            progress=bool(cfg.get("progress", True)), compile=compile,

@@ -17,6 +17,11 @@ def in_graph() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
+def exporting() -> bool:
+    """True while torch.export traces (the ONNX exporter): a graph for another runtime, whose fast ops differ."""
+    return torch.compiler.is_exporting()
+
+
 def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """layer(x); in a graph the bias is a last row of the weight matrix, times a column of ones appended to x.
 
