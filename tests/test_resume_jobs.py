@@ -89,6 +89,17 @@ def test_a_job_stopped_before_its_first_block_leaves_nothing(tmp_path: Path) -> 
     assert sorted(tmp_path.iterdir()) == []
 
 
+def test_a_second_job_on_the_same_output_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    target = tmp_path / "out.h5"
+    with resumable_output(target, 6, FINGERPRINT) as first:
+        first.append(_rows(0, 4))
+        with pytest.raises(DataFileError, match="locked by a running job"):
+            with resumable_output(target, 6, FINGERPRINT):
+                pass
+        first.append(_rows(4, 4))
+    assert count_showers(target) == 8
+
+
 def _cut_after(target: Path, blocks: int) -> Path:
     """What a kill after `blocks` block files leaves: the job's folder with only those blocks."""
     folder = resumable_partial_path(target)

@@ -12,6 +12,7 @@ Every block draws from its own seed, so the resumed file equals the one an unint
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
@@ -27,6 +28,7 @@ from detsim.io.writer import ShowerWriter
 from detsim.showers import CaloShowers
 
 FINGERPRINT_FILE = "fingerprint.json"
+LOCK_FILE = ".lock"
 ATTRS_FILE = "attrs.json"
 BLOCK_NAME = re.compile(r"^block_(\d{6})\.h5$")
 BLOCK_COMPRESSION = 1  # blocks are read once, at the merge: fast gzip; the merged file gets the usual level
@@ -101,7 +103,8 @@ def _resumed(folder: Path, n_voxels: int, fingerprint: dict[str, Any], attrs: Ma
     saved = folder / ATTRS_FILE
     writer = BlockFolderWriter(folder, n_voxels, {**attrs, **(json.loads(saved.read_text()) if saved.is_file() else {})},
                                _blocks(folder))
-    print(f"resuming {folder}: {writer.n_written} showers already written", file=sys.stderr)
+    if writer.n_written:
+        print(f"resuming {folder}: {writer.n_written} showers already written", file=sys.stderr)
     return writer
 
 
@@ -132,25 +135,41 @@ def resumable_output(
     target = check_output_file(path, overwrite)
     folder = resumable_partial_path(target)
     wanted = normalise_fingerprint(fingerprint)
-    writer = _resumed(folder, n_voxels, wanted, attrs or {}) if resume and folder.is_dir() else None
-    if writer is None:
-        if folder.exists():
-            shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
-        try:
-            folder.mkdir(parents=True)
-        except OSError as exc:
-            raise DataFileError(folder, None, "a writable output folder", exc.strerror or str(exc)) from None
-        _write_json(folder / FINGERPRINT_FILE, wanted)
-        writer = BlockFolderWriter(folder, n_voxels, attrs or {}, [])
+    if folder.exists() and not folder.is_dir():
+        folder.unlink()
     try:
-        yield writer
-        writer.close()
-    except BaseException:
-        if writer.n_written == 0:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataFileError(folder, None, "a writable output folder", exc.strerror or str(exc)) from None
+    with _job_lock(folder):
+        writer = _resumed(folder, n_voxels, wanted, attrs or {}) if resume else None
+        if writer is None:
+            for stale in folder.iterdir():  # another run's blocks (resume=false) or a job killed before its first block
+                if stale.name != LOCK_FILE:
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            _write_json(folder / FINGERPRINT_FILE, wanted)
+            writer = BlockFolderWriter(folder, n_voxels, attrs or {}, [])
+        try:
+            yield writer
             writer.close()
-            print(f"kept {writer.n_written} showers in {folder}/: rerun the same command to resume", file=sys.stderr)
-        raise
-    _merge(writer, target, root, overwrite)
-    shutil.rmtree(folder, ignore_errors=True)
+        except BaseException:
+            if writer.n_written == 0:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                writer.close()
+                print(f"kept {writer.n_written} showers in {folder}/: rerun the same command to resume", file=sys.stderr)
+            raise
+        _merge(writer, target, root, overwrite)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _job_lock(folder: Path) -> Iterator[None]:
+    """One job per output: a second job on the same `out=` would merge and delete blocks the first still writes."""
+    with open(folder / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DataFileError(folder, None, "an output no other job is writing",
+                                "it is locked by a running job with the same out=") from None
+        yield
