@@ -31,7 +31,6 @@ FINGERPRINT_FILE = "fingerprint.json"
 LOCK_FILE = ".lock"
 ATTRS_FILE = "attrs.json"
 BLOCK_NAME = re.compile(r"^block_(\d{6})\.h5$")
-BLOCK_COMPRESSION = 1  # blocks are read once, at the merge: fast gzip; the merged file gets the usual level
 
 
 def resumable_partial_path(target: Path) -> Path:
@@ -62,7 +61,7 @@ class BlockFolderWriter(ShowerWriter):
         self._save_attrs()
         block = self.folder / f"block_{len(self.blocks):06d}.h5"
         with atomic_output(block) as partial:
-            with HDF5ShowerWriter(partial, self.n_voxels, compression_level=BLOCK_COMPRESSION) as writer:
+            with HDF5ShowerWriter(partial, self.n_voxels, scratch=True) as writer:
                 writer.append(chunk)
         self.blocks.append(block)
         self.n_written += len(chunk)
