@@ -1,6 +1,6 @@
 """Run every benchmark in turn (`make bench`); each prints its figures and ratios against a same-run baseline.
 
-    python benchmarks/run_all.py [--only simulate io vae generate evaluate gw]
+    python benchmarks/run_all.py [--only simulate io vae generate evaluate gw prod_overhead resume]
 
 The GW benchmark's defaults are CPU-sized; the GPU-sized runs are documented in docs/gw.md.
 """
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "evaluate": "bench_evaluate.py",
     "gw": "bench_gw.py",
     "prod_overhead": "bench_prod_overhead.py",
+    "resume": "bench_resume.py",
 }
 
 

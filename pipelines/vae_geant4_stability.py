@@ -102,13 +102,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--max-showers", type=int, default=300, help="first rows of each file (80 %% train)")
     parser.add_argument("--limit-train-batches", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None, help="run folders (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="keep the run folders (checkpoints: GBs for dataset 3) here; default: a temporary folder, removed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     files = {"ds1_photons": args.ds1, "ds2": args.ds2, "ds3": args.ds3}
     if "ds1_photons" in args.recipes:
         ensure_parametric_ds1(args.ds1, args.max_showers)
-    root = args.out or Path(tempfile.mkdtemp(prefix="vae_stability_"))
+    scratch = None if args.out else tempfile.TemporaryDirectory(prefix="vae_stability_")
+    root = args.out or Path(scratch.name)
     rows = []
     print("| recipe | data | seed | precision | epochs | last train loss | val loss per epoch | wall s | finite |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 rows.append(row)
                 print(f"| {recipe} | {row['data']} | {seed} | {precision} | {row['epochs']} | {row['train_loss']:.1f} |"
                       f" {row['val_history']} | {row['wall_s']:.0f} | {row['finite']} {row['error']} |", flush=True)
+    if scratch is not None:
+        scratch.cleanup()
     return rows
 
 

@@ -119,6 +119,30 @@ def test_cli_writes_an_atomic_file_with_provenance(g4_data: Path, tmp_path: Path
     assert kept.min() >= 15.15e-3 * (1 - 1e-6)  # the per-voxel threshold on the Si deposit
 
 
+def test_a_killed_geant4_job_resumes_to_the_same_file(g4_data: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """Blocks are files in out.partial/; a rerun continues after the last one and equals the uninterrupted run."""
+    import shutil
+
+    from detsim.io import read_showers
+    from detsim.sim.geant4.runner import run
+
+    cfg = _cfg(g4_data, "n=4", "seed=6", "simulator.block_size=2", "spectrum=uniform_1_100gev", "spectrum.min_MeV=300",
+               "spectrum.max_MeV=600", "progress=false", f"out={tmp_path / 'g4.h5'}")
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)  # keep the block folder, to cut it as a kill would
+    out = run(cfg)
+    monkeypatch.undo()
+    whole = read_showers(out)
+    out.unlink()
+    (tmp_path / "g4.partial" / "block_000001.h5").unlink()  # killed during the second block
+    run(cfg)
+    assert "2 showers already written" in capsys.readouterr().err and not (tmp_path / "g4.partial").exists()
+    again = read_showers(out)
+    assert whole.showers.sum() > 0 and np.array_equal(whole.showers, again.showers)
+    assert np.array_equal(whole.incident_energy, again.incident_energy)
+    with h5py.File(out) as f:
+        assert "11" in str(f.attrs["geant4_version"])  # learnt by the first run, kept for the merge
+
+
 def test_calibrate_writes_the_sampling_fraction(g4_data: Path, tmp_path: Path) -> None:
     from detsim.sim.geant4.runner import run
 

@@ -1,9 +1,7 @@
-"""Shards read as one set (globs, lists; readers, datamodule, convert) and block appends that survive a kill."""
+"""Shards read as one set (globs, lists; readers, datamodule, convert); partial files are skipped by globs."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 from pathlib import Path
 
 import h5py
@@ -53,22 +51,3 @@ def test_datamodule_and_convert_take_shards(shards: Path, tmp_path: Path) -> Non
     dm = CaloDataModule(path=[str(shards / "g4_shard0.h5"), str(shards / "g4_shard5.h5")], n_voxels=6, batch_size=2)
     dm.setup()
     assert dm.n_rows == 8
-
-
-def _killed_writer(path: str) -> None:
-    w = HDF5ShowerWriter(path, 6)
-    w.append(_showers(4, 0))
-    w.append(_showers(3, 10))
-    os._exit(0)  # killed before close(): no rename
-
-
-def test_a_killed_job_leaves_its_completed_blocks(tmp_path: Path) -> None:
-    target = tmp_path / "g4.h5"
-    proc = mp.get_context("fork").Process(target=_killed_writer, args=(str(target),))
-    proc.start()
-    proc.join()
-    assert not target.exists()
-    partial = tmp_path / "g4.partial.h5"
-    with h5py.File(partial) as f:
-        assert f["showers"].shape == (7, 6) and f["incident_energies"].shape == (7, 1)
-    assert count_showers(partial) == 7

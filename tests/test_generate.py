@@ -120,3 +120,27 @@ def test_failed_compilation_falls_back_to_the_same_eager_showers(checkpoint, mon
         fallback = np.concatenate([c.showers for c in iter_generated(loaded, energies, 128, seed=3,
                                                                       progress=False, compile=True)])
     np.testing.assert_array_equal(fallback, eager)
+
+
+def test_a_killed_generation_resumes_to_the_same_file(checkpoint, tmp_path, capsys, monkeypatch):
+    """Batch b draws from its own seed, so continuing a partial output gives the uninterrupted file."""
+    import shutil
+
+    from detsim.io.resume import resumable_partial_path
+
+    loaded = load_generator(checkpoint)
+    energies = incident_energies(1000, spectrum={"kind": "log_uniform", "min_MeV": 256.0, "max_MeV": 4.2e6}, seed=3)
+    whole = generate_to_file(loaded, energies, tmp_path / "whole.h5", batch_size=300, seed=9, progress=False)
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)  # keep the block folder, to cut it as a kill would
+    out = generate_to_file(loaded, energies, tmp_path / "resumed.h5", batch_size=300, seed=9, progress=False)
+    monkeypatch.undo()
+    folder = resumable_partial_path(out)
+    out.unlink()
+    for block in sorted(folder.glob("block_*.h5"))[2:]:  # killed during the third batch
+        block.unlink()
+    with pytest.raises(DataFileError, match="seed"):  # another seed is another run: its partial output is not continued
+        generate_to_file(loaded, energies, out, batch_size=300, seed=10, progress=False)
+    generate_to_file(loaded, energies, out, batch_size=300, seed=9, progress=False)
+    assert "600 showers already written" in capsys.readouterr().err and not folder.exists()
+    a, b = read_showers(whole), read_showers(out)
+    assert np.array_equal(a.showers, b.showers) and np.array_equal(a.incident_energy, b.incident_energy)

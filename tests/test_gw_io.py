@@ -52,6 +52,7 @@ def test_bad_sample_names_the_file(tmp_path, defect):
         pack_cache(tmp_path, tmp_path / "c.h5", progress=False)
     assert info.value.path == str(bad)
     assert not (tmp_path / "c.h5").exists()
+    assert not list(tmp_path.glob("*partial*")) and not list(tmp_path.glob(".*partial*"))  # no temporary cache left
 
 
 def test_bad_labels_file(tmp_path):

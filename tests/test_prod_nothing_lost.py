@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from detsim.io import count_showers, write_showers
@@ -25,12 +26,12 @@ def _digest(path: Path) -> str:
 
 
 def _kill_while_writing(cmd: list[str], folder: Path, cwd: Path) -> None:
-    """Start `cmd`, wait until its temporary output file has grown past 64 kB, then SIGKILL it."""
+    """Start `cmd`, wait until its partial output folder holds a finished block file, then SIGKILL it."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
-            partial = [p for p in folder.glob(".*partial*") if p.stat().st_size > 65536]
+            partial = list(folder.glob("*.partial/block_*.h5"))
             if partial:
                 break
             assert proc.poll() is None, f"ended before it was killed:\n{proc.stdout.read()[-2000:]}"
@@ -49,11 +50,24 @@ def _old_file(folder: Path) -> tuple[Path, str]:
     return out, _digest(out)
 
 
-def test_kill_9_during_simulate_keeps_the_old_file(tmp_path):
+def test_kill_9_during_simulate_keeps_the_old_file_and_the_same_command_resumes(tmp_path):
+    from detsim.config import compose_config
+    from detsim.io import read_showers
+    from detsim.sim.calo.runner import run
+
     out, before = _old_file(tmp_path)
-    _kill_while_writing([PYTHON, "-m", "detsim.cli.simulate", "n=2000000", "chunk_size=1024", "progress=false",
-                         f"out={out}", "overwrite=true", f"hydra.run.dir={tmp_path / 'hydra'}"], tmp_path, tmp_path)
+    settings = ["n=30000", "seed=3", "chunk_size=1024", "progress=false"]
+    cmd = [PYTHON, "-m", "detsim.cli.simulate", *settings, f"out={out}", "overwrite=true", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    _kill_while_writing(cmd, tmp_path, tmp_path)
     assert _digest(out) == before and count_showers(out) == 20
+    partial = tmp_path / "out.partial"
+    assert count_showers(str(partial / "block_*.h5")) >= 1024  # the blocks written before the kill
+    done = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "already written" in done.stderr and not partial.exists()
+    whole = run(compose_config("simulate", [*settings, f"out={tmp_path / 'whole.h5'}"]))
+    a, b = read_showers(whole), read_showers(out)
+    assert len(b) == 30000 and np.array_equal(a.showers, b.showers) and np.array_equal(a.incident_energy, b.incident_energy)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +81,7 @@ def checkpoint(tmp_path_factory) -> tuple[Path, Path]:
     return tmp / "run" / "checkpoints" / "last.ckpt", showers
 
 
-def test_kill_9_during_generate_keeps_the_old_file_and_a_rerun_completes(tmp_path, checkpoint):
+def test_kill_9_during_generate_keeps_the_old_file_and_other_settings_must_start_over(tmp_path, checkpoint):
     ckpt, showers = checkpoint
     out, before = _old_file(tmp_path)
     cmd = [PYTHON, "-m", "detsim.cli.generate", f"ckpt={ckpt}", f"reference={showers}", "n=3000000",
@@ -75,9 +89,13 @@ def test_kill_9_during_generate_keeps_the_old_file_and_a_rerun_completes(tmp_pat
            f"hydra.run.dir={tmp_path / 'hydra'}"]
     _kill_while_writing(cmd, tmp_path, tmp_path)
     assert _digest(out) == before and count_showers(out) == 20
-    done = subprocess.run([*cmd[:5], "n=500", *cmd[6:]], cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    other = [*cmd[:5], "n=500", *cmd[6:]]  # other settings: the killed job's partial file is not theirs to continue
+    refused = subprocess.run(other, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert refused.returncode == 2 and "out.partial" in refused.stderr and "resume=false" in refused.stderr
+    assert _digest(out) == before
+    done = subprocess.run([*other, "resume=false"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert count_showers(out) == 500
+    assert count_showers(out) == 500 and not (tmp_path / "out.partial").exists()
 
 
 def test_server_stop_leaves_a_process_it_did_not_start_alone(tmp_path):

@@ -47,3 +47,26 @@ def positive_int(value: Any, key: str, minimum: int = 1) -> int:
     if int(text) < minimum:
         raise ConfigError(f"{key}: expected an integer >= {minimum}, found {int(text)}")
     return int(text)
+
+
+# keys that change how a run goes (where, how fast, how loud), never which showers it makes
+RESULT_NEUTRAL_KEYS = ("out", "progress", "overwrite", "resume", "chunk_size", "n_workers", "hydra", "paths", "tracking_uri")
+SPEED_KEYS = ("threads", "progress_interval_s", "verbose")
+
+
+def run_fingerprint(cfg: DictConfig, ignore: tuple[str, ...] = RESULT_NEUTRAL_KEYS) -> dict[str, Any]:
+    """Every setting that changes the showers (the resolved config less output and speed keys), plus the version.
+
+    A resumed job continues a partial file only if this is unchanged (`detsim.io.resume`).
+    """
+    import detsim
+
+    settings = {  # ignored keys are never resolved (paths.output_dir holds the time of day)
+        key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], (DictConfig, ListConfig)) else cfg[key]
+        for key in cfg if key not in ignore
+    }
+    for group in settings.values():  # speed and logging knobs of a group (simulator.threads, ...)
+        if isinstance(group, dict):
+            for key in SPEED_KEYS:
+                group.pop(key, None)
+    return {"settings": settings, "detsim_version": detsim.__version__}

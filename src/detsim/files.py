@@ -62,9 +62,14 @@ def atomic_output(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
         yield partial
         if not partial.exists():
             raise DataFileError(target, None, "an output written by the writer", "nothing written")
-        with open(partial, "rb") as handle:  # flush to disk before the rename makes it visible
-            os.fsync(handle.fileno())
-        os.replace(partial, target)
+        publish(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def publish(partial: Path, target: Path) -> None:
+    """Sync a finished temporary file to disk, then rename it onto `target` (atomic within one folder)."""
+    with open(partial, "rb") as handle:  # flush to disk before the rename makes it visible
+        os.fsync(handle.fileno())
+    os.replace(partial, target)

@@ -2,12 +2,15 @@
 
 The model comes from a Lightning checkpoint path, an MLflow run id (its logged `model`), or an MLflow
 model URI (`runs:/<id>/model`, `models:/<name>/<version>`, `models:/<name>@<alias>`), never unpickled. Incident energies come from a
-reference shower file, an explicit list, or a spectrum config. Showers are generated in batches with
-a seeded torch.Generator (same seed -> same file) and appended to the writer, so memory stays flat.
+reference shower file, an explicit list, or a spectrum config. Showers are generated in batches, batch b
+drawing from its own torch.Generator seeded by SeedSequence(seed, b) (same seed -> same file), and appended
+to `<out stem>.partial/`: memory stays flat, and a killed job rerun with the same command continues after
+its last whole batch (`detsim.io.resume`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +22,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from detsim.errors import ConfigError, DataFileError
-from detsim.io import iter_showers, open_output
+from detsim.io import iter_showers
+from detsim.io.resume import resumable_output
 from detsim.safe_model import load_logged_model, load_model_dir
 from detsim.security import allowed_name, check_targets, load_checkpoint
 from detsim.showers import CaloShowers
@@ -174,28 +178,35 @@ def use_compile(setting: bool | str, n: int, min_showers: int) -> bool:
     return bool(setting)
 
 
+def batch_generator(seed: int, batch: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """Batch `batch`'s own random stream: a resumed job redraws batch b exactly, whatever ran before it."""
+    state = np.random.SeedSequence(int(seed), spawn_key=(int(batch),)).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state >> np.uint64(1)))
+
+
 def iter_generated(
     loaded: LoadedGenerator, energies: np.ndarray, batch_size: int = 10_000, seed: int = 1, progress: bool = True,
-    compile: bool = False,
+    compile: bool = False, start: int = 0,
 ) -> Iterator[CaloShowers]:
-    """Yield generated chunks; the showers depend only on (model, energies, batch_size, seed, compile).
+    """Yield generated chunks from row `start` (a multiple of batch_size); the showers depend only on
+    (model, energies, batch_size, seed, compile).
 
     compile: run the generator through `torch.compile`, which fuses the per-voxel sampling and
     calibration ops (~1.8x faster on CPU after a compilation of tens of seconds; worth it for millions of
     showers). It draws the same random numbers as eager; the showers agree to float rounding. If
     compilation fails (no C++ compiler, say), a warning is given and generation goes on eagerly.
     """
+    if start % batch_size:
+        raise ConfigError(f"generate: a resumed job starts at a whole batch, found row {start} with batch_size {batch_size}")
     device = next(loaded.module.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(int(seed))
     module = torch.compile(loaded.module) if compile else loaded.module
     columns = (TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.inference_mode():
-        task = bar.add_task("generate", total=len(energies))
-        for start in range(0, len(energies), batch_size):
-            e = torch.as_tensor(energies[start : start + batch_size], device=device)
-            state = generator.get_state()
+        task = bar.add_task("generate", total=len(energies), completed=start)
+        for first in range(start, len(energies), batch_size):
+            e = torch.as_tensor(energies[first : first + batch_size], device=device)
             try:
-                showers = module(e, generator)
+                showers = module(e, batch_generator(seed, first // batch_size, device))
             except Exception as exc:  # noqa: BLE001 - compilation can fail for environment reasons
                 if module is loaded.module:
                     raise
@@ -203,10 +214,24 @@ def iter_generated(
                 warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                               "generating without compilation", RuntimeWarning, stacklevel=2)
                 module = loaded.module
-                generator.set_state(state)
-                showers = module(e, generator)
+                showers = module(e, batch_generator(seed, first // batch_size, device))
             bar.advance(task, len(e))
             yield CaloShowers(e.cpu().numpy(), showers.float().cpu().numpy())
+
+
+def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_size: int, seed: int,
+                           compile: bool) -> dict[str, Any]:
+    """What fixes a generated file: the weights and buffers, the energies, batch size, seed and compile."""
+    import detsim
+
+    weights = hashlib.sha256()
+    for name, tensor in sorted(loaded.module.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {"model_sha256": weights.hexdigest(), "model_uri": loaded.model_uri or "",
+            "energies_sha256": hashlib.sha256(np.ascontiguousarray(energies, dtype=np.float32).tobytes()).hexdigest(),
+            "n": int(len(energies)), "batch_size": int(batch_size), "seed": int(seed), "compile": bool(compile),
+            "device": str(next(loaded.module.parameters()).device), "detsim_version": detsim.__version__}
 
 
 def provenance_attrs(loaded: LoadedGenerator, seed: int) -> dict[str, Any]:
@@ -232,14 +257,18 @@ def generate_to_file(
     progress: bool = True,
     compile: bool = False,
     overwrite: bool = True,
+    resume: bool = True,
 ) -> Path:
     """Write generated showers to `out` (HDF5 CaloChallenge layout, or ROOT by extension), atomically.
 
     HDF5 files carry their provenance as attributes (`provenance_attrs`), so an evaluation can find the
-    training run and anyone can tell which model, version and commit made them.
+    training run and anyone can tell which model, version and commit made them. A killed HDF5 job leaves
+    `<out stem>.partial/`; the same call continues it (`resume=False` starts over).
     """
     attrs = provenance_attrs(loaded, seed)
-    with open_output(out, loaded.n_voxels, root=root, attrs=attrs, overwrite=overwrite) as writer:
-        for chunk in iter_generated(loaded, energies, batch_size, seed, progress, compile):
+    fingerprint = generation_fingerprint(loaded, energies, batch_size, seed, compile)
+    with resumable_output(out, loaded.n_voxels, fingerprint, attrs=attrs, root=root,
+                          overwrite=overwrite, resume=resume) as writer:
+        for chunk in iter_generated(loaded, energies, batch_size, seed, progress, compile, start=writer.n_written):
             writer.append(chunk)
     return Path(out)

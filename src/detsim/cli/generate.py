@@ -34,7 +34,7 @@ def generate(cfg: DictConfig) -> str:
     compile = use_compile(cfg.get("compile", False), len(energies), int(cfg.get("compile_min_showers", 5_000_000)))
     out = generate_to_file(loaded, energies, cfg.out, batch_size, int(cfg.seed), root=root,
                            progress=bool(cfg.get("progress", True)), compile=compile,
-                           overwrite=overwrite)
+                           overwrite=overwrite, resume=bool(cfg.get("resume", True)))
     run = f" (MLflow run {loaded.mlflow_run_id})" if loaded.mlflow_run_id else ""
     print(f"wrote {len(energies)} showers to {out}{run}")
     return str(out)

@@ -72,7 +72,11 @@ def log_to_mlflow(
     experiment_id = _experiment_of_run(link_run_id)
     if experiment_id is None:
         if mlflow.get_experiment_by_name(experiment_name) is None:
-            mlflow.create_experiment(experiment_name, artifact_location=artifact_location)
+            try:
+                mlflow.create_experiment(experiment_name, artifact_location=artifact_location)
+            except mlflow.exceptions.MlflowException as exc:  # parallel evaluations: another one created it first
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
         experiment_id = mlflow.get_experiment_by_name(experiment_name).experiment_id
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})) as run:
         if params:

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from detsim.errors import DataFileError
+from detsim.files import atomic_output
 
 DETECTORS = ("H1", "L1", "V1")
 SAMPLE_SHAPE = (3, 4096)
@@ -138,9 +139,7 @@ def pack_cache(
     if side_csv is not None and Path(side_csv).is_file():
         snr = read_side_column(side_csv, ids, snr_column)
     cache_path = Path(cache_path)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_suffix(cache_path.suffix + ".part")
-    with h5py.File(tmp, "w") as fh, Progress(disable=not progress, transient=True) as bar:
+    with atomic_output(cache_path) as tmp, h5py.File(tmp, "w") as fh, Progress(disable=not progress, transient=True) as bar:
         fh.attrs["version"] = CACHE_VERSION
         fh.attrs["source"] = str(Path(root).resolve())
         fh.create_dataset("id", data=ids.astype("S"))
@@ -162,7 +161,6 @@ def pack_cache(
                 bar.advance(task, chunk)
         if buffer:
             strain[start : start + len(buffer)] = np.stack(buffer)
-    tmp.replace(cache_path)
     return cache_path
 
 

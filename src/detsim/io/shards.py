@@ -2,8 +2,8 @@
 
 Wherever a shower file is taken (`data.path`, `reference=`, `detsim-convert input=`), a production's
 shards can be given instead: `prod/g4_*.h5` or `[a.h5, b.h5]`. Globs are expanded in natural order
-(shard2 before shard10) and skip `*.partial.*` files, which are the incomplete output of a running or
-killed job; name a partial file explicitly to read its completed blocks.
+(shard2 before shard10) and skip `*.partial*` names, the incomplete output of a running or killed job;
+name a job's partial folder explicitly (`out.partial/*.h5`) to read its completed blocks.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def expand_shards(source: Any) -> list[Path]:
     files: list[Path] = []
     for item in _items(source):
         if GLOB_CHARS.search(item):
-            matches = sorted((m for m in glob.glob(item) if ".partial." not in Path(m).name), key=_natural_key)
+            matches = sorted((m for m in glob.glob(item) if ".partial" not in Path(m).name), key=_natural_key)
             if not matches:
                 raise DataFileError(item, None, "a glob matching at least one shower file", "no match")
             files += [Path(m) for m in matches]

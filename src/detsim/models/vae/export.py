@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from detsim.errors import ConfigError
+from detsim.files import atomic_output
 from detsim.models.vae.generation import generate_from_draws
 from detsim.models.vae.generator import ShowerGenerator
 
@@ -72,21 +73,18 @@ def export(gen: ShowerGenerator, out: str | Path, fmt: str, metadata: dict[str, 
     if fmt not in FORMATS:
         raise ConfigError(f"export format: expected one of {FORMATS}, found {fmt!r}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     module = GraphGenerator(gen)
     names = input_names(module.gen)
     args = example_inputs(module.gen, 4)
     meta = {"inputs": ",".join(names), "output": OUTPUT, "n_voxels": str(module.gen.n_voxels),
             "latent_dim": str(module.gen.latent_dim), "readout_threshold_mev": repr(module.gen.threshold_mev),
             **(metadata or {})}
-    tmp = out.with_name(out.name + ".tmp")
-    with torch.no_grad():
+    with atomic_output(out) as tmp, torch.no_grad():  # a failed or killed export leaves no half graph behind
         if fmt == "onnx":
             _export_onnx(module, args, names, tmp, meta)
         else:
             traced = torch.jit.trace(module, args, check_trace=False)
             torch.jit.save(traced, str(tmp), _extra_files={"detsim.json": json.dumps(meta)})
-    tmp.replace(out)
     return out
 
 

@@ -41,8 +41,9 @@ def iter_chunks(
     block_size: int = 1024,
     threads: int = 1,
     energies: np.ndarray | None = None,
+    first_block: int = 0,
 ) -> Iterator[CaloShowers]:
-    """Yield the run's showers in chunks of about `chunk_size` (a whole number of blocks)."""
+    """Yield the run's showers from block `first_block` on (a resumed job), in chunks of whole blocks."""
     if n < 0 or block_size < 1:
         raise ConfigError(f"keys 'n', 'simulator.block_size': expected n >= 0 and block_size >= 1, found {n}, {block_size}")
     if energies is not None and len(energies) != n:
@@ -56,15 +57,9 @@ def iter_chunks(
         return simulate_block(plan, seed, block, hi - lo, None if energies is None else energies[lo:hi])
 
     with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
-        for first in range(0, n_blocks, per_chunk):
+        for first in range(int(first_block), n_blocks, per_chunk):
             blocks = range(first, min(n_blocks, first + per_chunk))
             yield CaloShowers.concatenate(list(pool.map(one, blocks)))
-
-
-def _chain(first: CaloShowers | None, rest: Iterator[CaloShowers]) -> Iterator[CaloShowers]:
-    if first is not None:
-        yield first
-    yield from rest
 
 
 def _progress():
@@ -77,13 +72,19 @@ def _progress():
 
 
 def run(cfg: DictConfig) -> Path:
-    """The calo simulator entry (`simulator.entry`): simulate cfg.n showers and write them to cfg.out."""
+    """The calo simulator entry (`simulator.entry`): simulate cfg.n showers and write them to cfg.out.
+
+    Blocks go to `<out stem>.partial/`; a killed job rerun with the same command continues there
+    (`detsim.io.resume`).
+    """
     import time
 
     import detsim
     from detsim.config import positive_int
-    from detsim.io import file_format, open_output
     from detsim.files import check_output_file
+    from detsim.io import file_format
+    from detsim.config import run_fingerprint
+    from detsim.io.resume import resumable_output
 
     n = positive_int(cfg.n, "n")
     seed = positive_int(cfg.seed, "seed", minimum=0)
@@ -93,6 +94,7 @@ def run(cfg: DictConfig) -> Path:
     check_output_file(out, overwrite)  # before any shower is simulated
     plan = plan_from_config(cfg)
     sim = cfg.simulator
+    block_size = positive_int(sim.block_size, "simulator.block_size")
     attrs = {
         "geometry": plan.geometry.name,
         "detector": str(plan.detector.get("name", "")),
@@ -102,15 +104,18 @@ def run(cfg: DictConfig) -> Path:
         "simulator": "detsim.sim.calo (GFlash EM + simple hadronic model)",
     }
     root = OmegaConf.to_container(cfg.root, resolve=True) if cfg.get("root") is not None else None
-    chunks = iter_chunks(plan, n, seed, positive_int(cfg.chunk_size, "chunk_size"), int(sim.block_size), int(sim.get("threads", 1)))
+    chunk_size = positive_int(cfg.chunk_size, "chunk_size")
+    threads = int(sim.get("threads", 1))
+    next(iter_chunks(plan, 1, seed, 1, 1, 1))  # one shower: config errors surface before a file exists
     start = time.perf_counter()
-    first = next(chunks, None)  # config errors surface here, before an output file exists
-    with open_output(out, plan.geometry.n_voxels, root=root, attrs=attrs, overwrite=overwrite) as writer, _progress() as bar:
+    with resumable_output(out, plan.geometry.n_voxels, run_fingerprint(cfg), attrs=attrs, root=root,
+                          overwrite=overwrite, resume=bool(cfg.get("resume", True))) as writer, _progress() as bar:
+        done = writer.n_written
         bar.disable = not bool(cfg.get("progress", True))
-        task = bar.add_task(f"{plan.particle} in {plan.geometry.name}", total=n, rate="")
-        for chunk in _chain(first, chunks):
+        task = bar.add_task(f"{plan.particle} in {plan.geometry.name}", total=n, completed=done, rate="")
+        for chunk in iter_chunks(plan, n, seed, chunk_size, block_size, threads, first_block=done // block_size):
             writer.append(chunk)
-            rate = writer.n_written / max(time.perf_counter() - start, 1e-9)
+            rate = (writer.n_written - done) / max(time.perf_counter() - start, 1e-9)
             bar.update(task, advance=len(chunk), rate=f"{rate:,.0f} showers/s")
     print(f"wrote {n} {plan.particle} showers ({plan.geometry.describe()}) to {out}")
     return out

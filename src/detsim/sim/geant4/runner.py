@@ -4,8 +4,9 @@
   detsim-simulate simulator=geant4 simulator.mode=calibrate geometry=calochallenge_ds2 n=200 seed=1
 
 Stored voxel energy = active-material deposit / sampling fraction, where the deposit passes the per-voxel
-threshold (zero otherwise). Shower blocks are appended as they finish (`detsim.io.hdf5`: a temporary file in
-the target folder, renamed into place at the end), with `shard=k` a SLURM array task writes shard k.
+threshold (zero otherwise). Each finished block becomes a file in `<out stem>.partial/`, merged into `out` at
+the end (`detsim.io.resume`: a killed job rerun with the same command continues after its last block);
+with `shard=k` a SLURM array task writes shard k.
 """
 
 from __future__ import annotations
@@ -146,7 +147,9 @@ def file_attrs(cfg: DictConfig, setup: Geant4Setup, version: str, shard: int | N
 
 def run(cfg: DictConfig) -> Path | float:
     """The `simulator.entry` of conf/simulator/geant4.yaml."""
-    from detsim.io import open_writer
+    from detsim.files import check_output_file
+    from detsim.io.resume import resumable_output
+    from detsim.config import run_fingerprint
 
     mode = str(cfg.simulator.get("mode", "simulate"))
     if mode == "calibrate":
@@ -162,22 +165,26 @@ def run(cfg: DictConfig) -> Path | float:
     first_block = 0 if shard is None else shard * -(-n // block_size)
     tasks = block_tasks(n, int(cfg.seed), block_size, setup.plan.spectrum, first_block=first_block)
     out = shard_path(str(cfg.out), shard)
+    overwrite = bool(cfg.get("overwrite", False))
+    check_output_file(out, overwrite)  # before a worker starts
+    label = "stand-in" if setup.standin else "real"
+    fingerprint = {**run_fingerprint(cfg), "geant4_data": label}
     progress = ProgressReporter(n, f"{setup.plan.particle} in {setup.plan.geometry.name}", bool(cfg.get("progress", True)),
                                 float(setup.sim.get("progress_interval_s", 30.0)))
-    versions: list[str] = []
-    results = iter_results(setup, tasks, int(cfg.get("n_workers", 1)), versions)
-    first = next(results, None)  # the worker's Geant4 version is known once it is up
-    attrs = file_attrs(cfg, setup, versions[0] if versions else "unknown", shard)
+    attrs = file_attrs(cfg, setup, "unknown", shard)
     try:
-        with open_writer(out, setup.plan.geometry.n_voxels, attrs=attrs) as writer:
-            for result in ([first] if first is not None else []):
-                writer.append(CaloShowers(tasks[0].energies, digitise(result.cells, c, c.sampling_fraction)))
-                progress.advance(len(result.cpu))
-            for i, result in enumerate(results, start=1):
-                writer.append(CaloShowers(tasks[i].energies, digitise(result.cells, c, c.sampling_fraction)))
+        with resumable_output(out, setup.plan.geometry.n_voxels, fingerprint, attrs=attrs,
+                              overwrite=overwrite, resume=bool(cfg.get("resume", True))) as writer:
+            done_blocks = writer.n_written // block_size
+            progress.advance(writer.n_written)
+            versions: list[str] = []
+            todo = tasks[done_blocks:]
+            for i, result in enumerate(iter_results(setup, todo, int(cfg.get("n_workers", 1)), versions)):
+                if i == 0 and versions:  # the worker's Geant4 version is known once it is up
+                    writer.attrs["geant4_version"] = versions[0]
+                writer.append(CaloShowers(todo[i].energies, digitise(result.cells, c, c.sampling_fraction)))
                 progress.advance(len(result.cpu))
     finally:
         progress.close()
-    label = "stand-in" if setup.standin else "real"
     print(f"wrote {n} Geant4 {setup.plan.particle} showers ({setup.plan.geometry.describe()}, {label} data) to {out}")
     return out
