@@ -5,7 +5,9 @@ unmaps it on free, so every generation batch faults its large arrays in again pa
 10,000 x 1104 decoder output (44 MB) costs ~11,000 page faults, ~17 ms, half as long as the matmul that
 fills it, and at ds2 (6480 voxels) every batch x voxels array is above the threshold
 (docs/studies/2026-11-30-generation-speed.md). `detsim-generate` and the generation benchmark call this
-once (`generate.heap_buffers_mb`); the cost is that the process keeps its peak memory.
+once (`generate.heap_buffers_mb`); the cost is that the process keeps its peak memory. Limit: glibc
+reuses a freed block only if no small allocation was placed right after it; in detsim's processes the large
+buffers came back fault-free, in a bare `python -c "import torch"` every other batch still faulted.
 """
 
 from __future__ import annotations
