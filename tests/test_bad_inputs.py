@@ -116,6 +116,7 @@ CASES: dict[str, Case] = {
                                       "504"),
     # detsim-convert: outputs and options
     "convert-output-exists": Case("convert", _a("input={good_h5}", "output={v367_h5}"), "overwrite=true"),
+    "convert-overwrite-not-a-bool": Case("convert", _a("input={good_h5}", "output={v367_h5}", "overwrite=no"), "overwrite: expected true or false"),
     "convert-output-suffix": Case("convert", _a("input={good_h5}", "output={out}/o.csv"), ".csv"),
     "convert-output-is-input": Case("convert", _a("input={good_h5}", "output={good_h5}", "overwrite=true"), "input"),
     "convert-output-under-file": Case("convert", _a("input={good_h5}", "output={regular_file}/o.root"),
@@ -129,6 +130,7 @@ CASES: dict[str, Case] = {
     "simulate-n-text": Case("simulate", _a("n=abc", "out={out}/s.h5"), "abc"),
     "simulate-n-fraction": Case("simulate", _a("n=1.5", "out={out}/s.h5"), "1.5"),
     "simulate-out-exists": Case("simulate", _a("n=10", "out={good_h5}"), "overwrite=true"),
+    "simulate-overwrite-not-a-bool": Case("simulate", _a("n=10", "out={good_h5}", "overwrite=no"), "overwrite: expected true or false"),
     "simulate-out-under-file": Case("simulate", _a("n=10", "out={regular_file}/s.h5"), "regular_file"),
     "simulate-out-in-proc": Case("simulate", _a("n=10", "out=/proc/s.h5"), "/proc"),
     "simulate-out-suffix": Case("simulate", _a("n=10", "out={out}/s.txt"), ".txt"),
@@ -154,6 +156,7 @@ CASES: dict[str, Case] = {
     "generate-out-under-file": Case("generate", _a(*GEN, "out={regular_file}/g.h5"), "regular_file"),
     "generate-out-in-proc": Case("generate", _a(*GEN, "out=/proc/g.h5"), "/proc"),
     "generate-out-exists": Case("generate", _a(*GEN, "out={v367_h5}"), "overwrite=true"),
+    "generate-resume-not-a-bool": Case("generate", _a(*GEN, "out={out}/g.h5", "resume=yes"), "resume: expected true or false"),
     "generate-out-suffix": Case("generate", _a(*GEN, "out={out}/g.npy"), ".npy"),
     "generate-batch-size-zero": Case("generate", _a(*GEN, "out={out}/g.h5", "batch_size=0"), "batch_size"),
     # detsim-evaluate

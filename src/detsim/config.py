@@ -49,6 +49,13 @@ def positive_int(value: Any, key: str, minimum: int = 1) -> int:
     return int(text)
 
 
+def flag(value: Any, key: str) -> bool:
+    """`value` as a bool: true/false only. Why: `bool("no")` is True, so `overwrite=no` would overwrite."""
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}: expected true or false, found {value!r}")
+
+
 # keys that change how a run goes (where, how fast, how loud), never which showers it makes
 RESULT_NEUTRAL_KEYS = ("out", "progress", "overwrite", "resume", "chunk_size", "n_workers", "hydra", "paths", "tracking_uri")
 SPEED_KEYS = ("threads", "progress_interval_s", "verbose")

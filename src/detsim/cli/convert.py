@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from detsim.cli.app import hydra_app
+from detsim.config import flag
 from detsim.errors import ConfigError, DataFileError
 from detsim.geometry import check_known_voxel_count, load_geometry
 from detsim.io import count_showers, file_format, iter_showers, open_writer
@@ -87,7 +88,7 @@ def main(cfg: DictConfig) -> None:
         n_voxels=n_voxels,
         rules=ValidationRules.from_config(OmegaConf.to_container(cfg.validation, resolve=True)),
         layout=OmegaConf.to_container(cfg.io.root, resolve=True),  # uproot is imported only for ROOT files
-        overwrite=bool(cfg.overwrite),
+        overwrite=flag(cfg.overwrite, "overwrite"),
         known_geometry=n_voxels is None,
     )
     print(f"wrote {n} showers to {cfg.output}")

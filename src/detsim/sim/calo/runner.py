@@ -83,13 +83,13 @@ def run(cfg: DictConfig) -> Path:
     from detsim.config import positive_int
     from detsim.files import check_output_file
     from detsim.io import file_format
-    from detsim.config import run_fingerprint
+    from detsim.config import flag, run_fingerprint
     from detsim.io.resume import resumable_output
 
     n = positive_int(cfg.n, "n")
     seed = positive_int(cfg.seed, "seed", minimum=0)
     out = Path(str(cfg.out))
-    overwrite = bool(cfg.get("overwrite", False))
+    overwrite = flag(cfg.get("overwrite", False), "overwrite")
     file_format(out)
     check_output_file(out, overwrite)  # before any shower is simulated
     plan = plan_from_config(cfg)
@@ -109,9 +109,9 @@ def run(cfg: DictConfig) -> Path:
     next(iter_chunks(plan, 1, seed, 1, 1, 1))  # one shower: config errors surface before a file exists
     start = time.perf_counter()
     with resumable_output(out, plan.geometry.n_voxels, run_fingerprint(cfg), attrs=attrs, root=root,
-                          overwrite=overwrite, resume=bool(cfg.get("resume", True))) as writer, _progress() as bar:
+                          overwrite=overwrite, resume=flag(cfg.get("resume", True), "resume")) as writer, _progress() as bar:
         done = writer.n_written
-        bar.disable = not bool(cfg.get("progress", True))
+        bar.disable = not flag(cfg.get("progress", True), "progress")
         task = bar.add_task(f"{plan.particle} in {plan.geometry.name}", total=n, completed=done, rate="")
         for chunk in iter_chunks(plan, n, seed, chunk_size, block_size, threads, first_block=done // block_size):
             writer.append(chunk)

@@ -149,7 +149,7 @@ def run(cfg: DictConfig) -> Path | float:
     """The `simulator.entry` of conf/simulator/geant4.yaml."""
     from detsim.files import check_output_file
     from detsim.io.resume import resumable_output
-    from detsim.config import run_fingerprint
+    from detsim.config import flag, run_fingerprint
 
     mode = str(cfg.simulator.get("mode", "simulate"))
     if mode == "calibrate":
@@ -165,16 +165,16 @@ def run(cfg: DictConfig) -> Path | float:
     first_block = 0 if shard is None else shard * -(-n // block_size)
     tasks = block_tasks(n, int(cfg.seed), block_size, setup.plan.spectrum, first_block=first_block)
     out = shard_path(str(cfg.out), shard)
-    overwrite = bool(cfg.get("overwrite", False))
+    overwrite = flag(cfg.get("overwrite", False), "overwrite")
     check_output_file(out, overwrite)  # before a worker starts
     label = "stand-in" if setup.standin else "real"
     fingerprint = {**run_fingerprint(cfg), "geant4_data": label}
-    progress = ProgressReporter(n, f"{setup.plan.particle} in {setup.plan.geometry.name}", bool(cfg.get("progress", True)),
+    progress = ProgressReporter(n, f"{setup.plan.particle} in {setup.plan.geometry.name}", flag(cfg.get("progress", True), "progress"),
                                 float(setup.sim.get("progress_interval_s", 30.0)))
     attrs = file_attrs(cfg, setup, "unknown", shard)
     try:
         with resumable_output(out, setup.plan.geometry.n_voxels, fingerprint, attrs=attrs,
-                              overwrite=overwrite, resume=bool(cfg.get("resume", True))) as writer:
+                              overwrite=overwrite, resume=flag(cfg.get("resume", True), "resume")) as writer:
             done_blocks = writer.n_written // block_size
             progress.advance(writer.n_written)
             versions: list[str] = []
