@@ -80,10 +80,9 @@ def run(cfg: DictConfig) -> Path:
     import time
 
     import detsim
-    from detsim.config import positive_int
+    from detsim.config import flag, positive_int, run_fingerprint
     from detsim.files import check_output_file
     from detsim.io import file_format
-    from detsim.config import flag, run_fingerprint
     from detsim.io.resume import resumable_output
 
     n = positive_int(cfg.n, "n")
