@@ -7,8 +7,11 @@ Torch runs single-threaded in tests: the models here are tiny, and two intra-op 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -27,6 +30,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@contextmanager
+def partial_output_kept() -> Iterator[None]:
+    """A resumable job's `<out>.partial/` block folder survives its merge, so a test can cut it as a kill would."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shutil, "rmtree", lambda *args, **kwargs: None)
+        yield
 
 
 @pytest.fixture(scope="session")

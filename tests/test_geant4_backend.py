@@ -119,18 +119,16 @@ def test_cli_writes_an_atomic_file_with_provenance(g4_data: Path, tmp_path: Path
     assert kept.min() >= 15.15e-3 * (1 - 1e-6)  # the per-voxel threshold on the Si deposit
 
 
-def test_a_killed_geant4_job_resumes_to_the_same_file(g4_data: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_a_killed_geant4_job_resumes_to_the_same_file(g4_data: Path, tmp_path: Path, capsys) -> None:
     """Blocks are files in out.partial/; a rerun continues after the last one and equals the uninterrupted run."""
-    import shutil
-
+    from conftest import partial_output_kept
     from detsim.io import read_showers
     from detsim.sim.geant4.runner import run
 
     cfg = _cfg(g4_data, "n=4", "seed=6", "simulator.block_size=2", "spectrum=uniform_1_100gev", "spectrum.min_MeV=300",
                "spectrum.max_MeV=600", "progress=false", f"out={tmp_path / 'g4.h5'}")
-    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)  # keep the block folder, to cut it as a kill would
-    out = run(cfg)
-    monkeypatch.undo()
+    with partial_output_kept():
+        out = run(cfg)
     whole = read_showers(out)
     out.unlink()
     (tmp_path / "g4.partial" / "block_000001.h5").unlink()  # killed during the second block

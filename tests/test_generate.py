@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from conftest import write_photon_sample
+from conftest import partial_output_kept, write_photon_sample
 from detsim.cli.generate import generate
 from detsim.errors import ConfigError, DataFileError
 from detsim.generate import generate_to_file, incident_energies, load_generator
@@ -122,18 +121,15 @@ def test_failed_compilation_falls_back_to_the_same_eager_showers(checkpoint, mon
     np.testing.assert_array_equal(fallback, eager)
 
 
-def test_a_killed_generation_resumes_to_the_same_file(checkpoint, tmp_path, capsys, monkeypatch):
+def test_a_killed_generation_resumes_to_the_same_file(checkpoint, tmp_path, capsys):
     """Batch b draws from its own seed, so continuing a partial output gives the uninterrupted file."""
-    import shutil
-
     from detsim.io.resume import resumable_partial_path
 
     loaded = load_generator(checkpoint)
     energies = incident_energies(1000, spectrum={"kind": "log_uniform", "min_MeV": 256.0, "max_MeV": 4.2e6}, seed=3)
     whole = generate_to_file(loaded, energies, tmp_path / "whole.h5", batch_size=300, seed=9, progress=False)
-    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)  # keep the block folder, to cut it as a kill would
-    out = generate_to_file(loaded, energies, tmp_path / "resumed.h5", batch_size=300, seed=9, progress=False)
-    monkeypatch.undo()
+    with partial_output_kept():
+        out = generate_to_file(loaded, energies, tmp_path / "resumed.h5", batch_size=300, seed=9, progress=False)
     folder = resumable_partial_path(out)
     out.unlink()
     for block in sorted(folder.glob("block_*.h5"))[2:]:  # killed during the third batch

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import partial_output_kept
 from detsim.config import compose_config
 from detsim.errors import DataFileError
 from detsim.io import count_showers, read_showers
@@ -110,17 +110,14 @@ def _cut_after(target: Path, blocks: int) -> Path:
     return folder
 
 
-def test_a_resumed_simulation_equals_an_uninterrupted_one(tmp_path: Path, capsys, monkeypatch) -> None:
-    import shutil as shutil_module
-
+def test_a_resumed_simulation_equals_an_uninterrupted_one(tmp_path: Path, capsys) -> None:
     from detsim.sim.calo.runner import run
 
     overrides = ["n=2500", "seed=4", "simulator.block_size=500", "simulator.threads=1", "chunk_size=1000", "progress=false"]
     whole = run(compose_config("simulate", [*overrides, f"out={tmp_path / 'whole.h5'}"]))
     out = tmp_path / "resumed.h5"
-    monkeypatch.setattr(shutil_module, "rmtree", lambda *a, **k: None)  # keep the block folder, to cut it
-    run(compose_config("simulate", [*overrides, f"out={out}"]))
-    monkeypatch.undo()
+    with partial_output_kept():
+        run(compose_config("simulate", [*overrides, f"out={out}"]))
     _cut_after(out, 1)  # the first 1000 showers
     with pytest.raises(DataFileError, match=r"resume=false.*\(seed\)"):  # another seed: another run
         run(compose_config("simulate", [*overrides, "seed=5", f"out={out}"]))

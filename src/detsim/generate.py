@@ -262,7 +262,7 @@ def generate_to_file(
     """Write generated showers to `out` (HDF5 CaloChallenge layout, or ROOT by extension), atomically.
 
     HDF5 files carry their provenance as attributes (`provenance_attrs`), so an evaluation can find the
-    training run and anyone can tell which model, version and commit made them. A killed HDF5 job leaves
+    training run and anyone can tell which model, version and commit made them. A killed job leaves
     `<out stem>.partial/`; the same call continues it (`resume=False` starts over).
     """
     attrs = provenance_attrs(loaded, seed)

@@ -134,9 +134,8 @@ class HDF5ShowerWriter(ShowerWriter):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = h5py.File(self.path, "w")
         chunk_rows = max(1, min(1024, (1 << 20) // (8 * n_voxels)))
-        opts: dict = dict(compression="gzip", compression_opts=compression_level, shuffle=True, dtype="f8")
-        if scratch:
-            opts = dict(compression="lzf", dtype="f4")
+        opts: dict = (dict(compression="lzf", dtype="f4") if scratch
+                      else dict(compression="gzip", compression_opts=compression_level, shuffle=True, dtype="f8"))
         self._energy = self._handle.create_dataset(
             ENERGY_KEY, shape=(0, 1), maxshape=(None, 1), chunks=(max(chunk_rows, 1024), 1), **opts
         )

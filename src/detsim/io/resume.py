@@ -86,6 +86,10 @@ def _blocks(folder: Path) -> list[Path]:
     return [path for _, path in numbered]
 
 
+def _differing_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def _resumed(folder: Path, n_voxels: int, fingerprint: dict[str, Any], attrs: Mapping[str, Any]) -> BlockFolderWriter | None:
     """The block folder of this same run, ready to continue; None when there is nothing to continue."""
     stored_file = folder / FINGERPRINT_FILE
@@ -93,10 +97,9 @@ def _resumed(folder: Path, n_voxels: int, fingerprint: dict[str, Any], attrs: Ma
         return None  # killed before the first write: nothing to keep
     stored = json.loads(stored_file.read_text())
     if stored != fingerprint:
-        differing = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
-        if differing == ["settings"]:
-            inner_a, inner_b = stored["settings"], fingerprint["settings"]
-            differing = sorted(k for k in set(inner_a) | set(inner_b) if inner_a.get(k) != inner_b.get(k))
+        differing = _differing_keys(stored, fingerprint)
+        if differing == ["settings"]:  # a config fingerprint: name the config keys
+            differing = _differing_keys(stored["settings"], fingerprint["settings"])
         raise DataFileError(folder, FINGERPRINT_FILE, "the partial output of this same command to resume (or resume=false to start over)",
                             f"one written with other settings ({', '.join(differing)})")
     saved = folder / ATTRS_FILE

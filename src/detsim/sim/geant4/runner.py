@@ -147,9 +147,9 @@ def file_attrs(cfg: DictConfig, setup: Geant4Setup, version: str, shard: int | N
 
 def run(cfg: DictConfig) -> Path | float:
     """The `simulator.entry` of conf/simulator/geant4.yaml."""
+    from detsim.config import flag, run_fingerprint
     from detsim.files import check_output_file
     from detsim.io.resume import resumable_output
-    from detsim.config import flag, run_fingerprint
 
     mode = str(cfg.simulator.get("mode", "simulate"))
     if mode == "calibrate":
