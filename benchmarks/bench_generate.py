@@ -74,11 +74,10 @@ def matmul_chain(gen: torch.nn.Module, batch: int) -> Callable[[], Any]:
 
 
 def draw_only(gen: torch.nn.Module, batch: int) -> Callable[[], Any]:
-    """torch.rand of the batch's random numbers alone (every runtime here draws them so): with the matmuls,
-    the floor of a generator that draws from torch's stream."""
+    """The batch's random numbers alone, as every runtime here draws them (`ShowerGenerator.draw`, on the
+    generator's `random_stream`): with the matmuls, the floor of generation on that stream."""
     g = torch.Generator().manual_seed(2)
-    out = torch.empty(batch, gen.n_voxels)
-    return lambda: (gen.prior.draw(batch, g), torch.rand(out.shape, generator=g, out=out))
+    return lambda: gen.draw(batch, g)
 
 
 def decoder_flops(gen: torch.nn.Module) -> int:

@@ -158,6 +158,8 @@ CASES: dict[str, Case] = {
     "generate-out-exists": Case("generate", _a(*GEN, "out={v367_h5}"), "overwrite=true"),
     "generate-resume-not-a-bool": Case("generate", _a(*GEN, "out={out}/g.h5", "resume=yes"), "resume: expected true or false"),
     "generate-out-suffix": Case("generate", _a(*GEN, "out={out}/g.npy"), ".npy"),
+    "generate-random-stream-unknown": Case("generate", _a(*GEN, "out={out}/g.h5", "random_stream=mt"),
+                                           "random_stream: expected one of"),
     "generate-batch-size-zero": Case("generate", _a(*GEN, "out={out}/g.h5", "batch_size=0"), "batch_size"),
     # detsim-evaluate
     "evaluate-out-dir-in-proc": Case("evaluate", _a("reference={good_h5}", "generated={good_h5}",

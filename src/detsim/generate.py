@@ -221,7 +221,7 @@ def iter_generated(
 
 def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_size: int, seed: int,
                            compile: bool) -> dict[str, Any]:
-    """What fixes a generated file: the weights and buffers, the energies, batch size, seed and compile."""
+    """What fixes a generated file: the weights and buffers, the energies, batch size, seed, random stream and compile."""
     import detsim
 
     weights = hashlib.sha256()
@@ -231,14 +231,16 @@ def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_
     return {"model_sha256": weights.hexdigest(), "model_uri": loaded.model_uri or "",
             "energies_sha256": hashlib.sha256(np.ascontiguousarray(energies, dtype=np.float32).tobytes()).hexdigest(),
             "n": int(len(energies)), "batch_size": int(batch_size), "seed": int(seed), "compile": bool(compile),
-            "device": str(next(loaded.module.parameters()).device), "detsim_version": detsim.__version__}
+            "random_stream": str(loaded.module.random_stream), "device": str(next(loaded.module.parameters()).device), "detsim_version": detsim.__version__}
 
 
 def provenance_attrs(loaded: LoadedGenerator, seed: int) -> dict[str, Any]:
-    """File attributes: model URI, its run, registry version, detsim version and commit, seed, threshold."""
+    """File attributes: model URI, its run, registry version, detsim version and commit, seed and random stream,
+    threshold."""
     from detsim.provenance import provenance
 
     attrs: dict[str, Any] = {"generator": "detsim CaloVAE", "seed": int(seed),
+                             "random_stream": str(loaded.module.random_stream),
                              "readout_threshold_mev": loaded.threshold_mev, **provenance(), **loaded.provenance}
     if loaded.model_uri:
         attrs["model_uri"] = loaded.model_uri

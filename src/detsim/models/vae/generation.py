@@ -2,13 +2,14 @@
 
 Two entry points compute the same showers:
 - `generate`: draws every random number from one torch.Generator (latent draws for all rows first, then
-  the per-voxel uniforms block after block) and runs in row blocks that stay in cache, in place;
+  the per-voxel uniforms of the whole batch from the generator's stream, `uniforms.py`) and runs in row
+  blocks that stay in cache, in place;
 - `generate_from_draws`: takes the random numbers as tensors (`draw` makes them in the same order) and runs
   the whole batch out of place, with no data-dependent branching: the graph `detsim-export` writes.
 
 Why blocks: a block's head output (rows x 3 x V floats, 9 MB for ds1 at 2048) and temporaries stay in
 L2/L3 across the ~20 elementwise passes instead of streaming N x V arrays through memory each time. Rows are
-independent and the uniforms come block after block from one stream, so on one thread the numbers equal the
+independent and the uniforms are drawn for the whole batch before, so on one thread the numbers equal the
 whole-batch ones bit for bit as long as blocks start at multiples of 256 rows (the matmul kernel's row panels
 stay aligned; other offsets move roundings in ~1e-4 of the voxels). 2048 was fastest on one thread. With
 several threads every op is a parallel region whose barrier, on a shared machine, waits for a descheduled
@@ -23,9 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from detsim.models.vae.graph_mode import in_graph
+from detsim.models.vae.graph_mode import compiling, in_graph
 from detsim.models.vae.heads import lower_log_fraction
 from detsim.models.vae.transforms import condition_bin
+from detsim.models.vae.uniforms import draw_uniforms
 
 if TYPE_CHECKING:
     from detsim.models.vae.generator import ShowerGenerator
@@ -38,8 +40,8 @@ def draw(gen: ShowerGenerator, n: int, generator: torch.Generator | None = None,
     """All random numbers of `n` showers, in `generate`'s stream order: the prior's, then "uniform" (n, V)."""
     draws = gen.prior.draw(n, generator, device)
     if gen.decoder.head.uniforms_per_voxel:
-        draws["uniform"] = torch.rand(n, gen.n_voxels * gen.decoder.head.uniforms_per_voxel,
-                                      generator=generator, device=device)
+        draws["uniform"] = draw_uniforms(n, gen.n_voxels * gen.decoder.head.uniforms_per_voxel, generator,
+                                         gen.random_stream, device)
     return draws
 
 
@@ -56,14 +58,16 @@ def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: tor
     # itself, and in-place writes into the decoder output would make it copy that output first
     reuse = not torch.is_grad_enabled() and not in_graph()
     map_active = gen.voxel_map.active
+    uniforms = None
+    if n_uniform:  # the whole batch's, drawn in place into `showers` where the sampler may overwrite them
+        width = gen.n_voxels * n_uniform
+        in_place = reuse and n_uniform == 1 and showers.device.type == "cpu"
+        uniforms = draw_uniforms(len(e_inc), width, generator, gen.random_stream, z.device,
+                                 out=showers if in_place else None)
     for start in range(0, len(e_inc), block):
         rows = slice(start, start + block)
         out = showers[rows]
-        uniform = None
-        if n_uniform:
-            shape = (out.shape[0], gen.n_voxels * n_uniform)
-            uniform = (torch.rand(shape, generator=generator, out=out) if reuse and n_uniform == 1
-                       else torch.rand(shape, generator=generator, device=z.device, dtype=z.dtype))
+        uniform = None if uniforms is None else uniforms[rows]
         sample = sample_block(gen, z[rows], c[rows], e_inc[rows].reshape(-1, 1),
                               None if lower is None else lower[rows], uniform, reuse, map_active)
         if not reuse and block >= len(e_inc):
@@ -93,6 +97,14 @@ def sample_block(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: 
 
     reuse=True: the sampler may overwrite the decoder output and `uniform`, and the result may live there.
     """
+    if map_active and gen.voxel_map.tables_per_bin and compiling() and z.shape[0] > 1:
+        return _rows_by_bin(gen, z, c, e_inc, lower, uniform)
+    return _sample_rows(gen, z, c, e_inc, lower, uniform, reuse, map_active)
+
+
+def _sample_rows(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor,
+                 lower: torch.Tensor | None, uniform: torch.Tensor | None, reuse: bool, map_active: bool) -> torch.Tensor:
+    """`sample_block` in the rows' own order."""
     head = gen.decoder.head
     out = gen.decoder(z, c)
     vmap = gen.voxel_map
@@ -109,6 +121,22 @@ def sample_block(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: 
     if map_active:  # the map can move a hit below the threshold: cut again
         showers = apply_threshold(vmap.map_showers(showers, e_inc, c), gen.threshold_mev, inplace=reuse)
     return showers
+
+
+def _rows_by_bin(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor,
+                 lower: torch.Tensor | None, uniform: torch.Tensor | None) -> torch.Tensor:
+    """`sample_block` (out of place, map on) with the rows ordered by condition bin and put back after.
+
+    Why: the quantile map gathers from per-bin tables (15 bins x 2 tables x 188 kB for ds1, beyond L2);
+    rows of one bin in a row keep one bin's tables in cache. Under torch.compile the reordering of the big
+    arrays costs an indexed row load of the uniforms and a row scatter of the result (measured: the compiled
+    ds1 batch of 10,000 3.8 ms faster, 8 %; docs/studies/2026-11-30-generation-speed.md). Rows are
+    independent, so each row's shower is the unsorted one up to the matmul's rounding.
+    """
+    order = torch.argsort(condition_bin(c, gen.voxel_map.n_bins), stable=True)
+    pick = lambda x: None if x is None else x.index_select(0, order)  # noqa: E731
+    rows = _sample_rows(gen, pick(z), pick(c), pick(e_inc), pick(lower), pick(uniform), False, True)
+    return torch.empty_like(rows).index_copy_(0, order, rows)
 
 
 def rescale_energy(sample: torch.Tensor, mean: torch.Tensor, groups: list[tuple[int, int]]) -> torch.Tensor:

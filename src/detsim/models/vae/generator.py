@@ -38,6 +38,8 @@ class ShowerGenerator(nn.Module):
         self.layer_bounds = [tuple(b) for b in layer_bounds]
         self.n_voxels = int(layer_bounds[-1][1])
         self.voxel_map = voxel_map if voxel_map is not None else IdentityVoxelMap(self.n_voxels)
+        #: where the per-voxel uniforms come from (`uniforms.RANDOM_STREAMS`): a run setting, not a weight
+        self.random_stream = "pcg64"
 
     @property
     def latent_dim(self) -> int:

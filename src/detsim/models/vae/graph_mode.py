@@ -17,6 +17,11 @@ def in_graph() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
+def compiling() -> bool:
+    """True while torch.compile traces for torch itself (not for export to another runtime)."""
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+
+
 def exporting() -> bool:
     """True while torch.export traces (the ONNX exporter): a graph for another runtime, whose fast ops differ."""
     return torch.compiler.is_exporting()

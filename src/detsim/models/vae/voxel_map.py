@@ -86,6 +86,9 @@ class VoxelMap(nn.Module):
     shower for a fit; training keeps up to `reference_showers` validation showers as the reference.
     """
 
+    #: True if the map gathers from tables too large for cache per bin: compiled generation then orders rows by bin
+    tables_per_bin: bool = False
+
     def __init__(self, n_voxels: int, n_bins: int = 1, min_hits: int = 0, samples_per_shower: int = 0,
                  reference_showers: int = 0) -> None:
         super().__init__()
@@ -186,6 +189,8 @@ class QuantileVoxelMap(VoxelMap):
     is t = y * inv_step[b, v] + offset[b, v]; `n_knots` quantiles per voxel are fitted, the grid has `grid`
     points and reaches `margin` spans beyond the generated range (slope 1 there, clamped beyond).
     """
+
+    tables_per_bin = True
 
     def __init__(self, n_voxels: int, n_bins: int, n_knots: int, grid: int, margin: float, min_hits: int,
                  samples_per_shower: int, reference_showers: int) -> None:
