@@ -3,15 +3,15 @@ matmul FLOP limit, all measured in the same run (issue 17, point 2).
 
 For each batch size: showers/s of each runtime, and the limit = showers/s of a plain chain of matmuls of
 the decoder's shapes (batch x in -> out for every Linear, no bias, no activation, no sampling), measured
-now on this machine, and the rate of drawing the batch's random numbers alone with torch (every runtime
-here draws them; with the matmuls, the floor of a generator on torch's stream). Ratios printed: runtime /
+now on this machine, and the rate of drawing the batch's random numbers alone (`ShowerGenerator.draw`, as
+every runtime here draws them; with the matmuls, the floor of generation on that stream). Ratios printed: runtime /
 limit, onnxruntime / fastest. Freed buffers stay in the heap as in detsim-generate (conf/generate.yaml
 `heap_buffers_mb`; `--heap-buffers-mb 0` for the C library's defaults). Targets (2 cores, dataset 1
 photons): batch 10,000 >= 250,000 showers/s with the fastest runtime; batch 1 <= 0.5 ms per shower;
 onnxruntime within 1.5x of the fastest. The generator is the default model freshly initialised, with its
 voxel map switched on (identity tables: the same work as a fitted map) and the configured fitted prior:
 timing depends on shapes, not on trained weights. onnxruntime times include drawing its random inputs
-with torch (what a Python host does; a C++ host draws them itself); its calls run on `--threads` host
+with `ShowerGenerator.draw` (what a Python host does; a C++ host draws them itself); its calls run on `--threads` host
 threads with one intra-op thread each. Findings: docs/studies/2026-11-30-generation-speed.md.
 
     python benchmarks/bench_generate.py                         # dataset 1 photons, 2 threads
@@ -85,7 +85,7 @@ def decoder_flops(gen: torch.nn.Module) -> int:
 
 
 def onnx_runner(gen: torch.nn.Module, threads: int, tmp: Path, chunk: int) -> Callable[[torch.Tensor, torch.Generator], Any]:
-    """A Python host of the exported graph: draws the inputs with torch, runs `chunk` rows per call
+    """A Python host of the exported graph: draws the inputs with `ShowerGenerator.draw`, runs `chunk` rows per call
     (cache-sized calls beat one call over N x V arrays; 512 measured best for ds1 on one thread) on
     `threads` host threads, each call with one intra-op thread, as Geant4 / ATLAS workers run a session:
     with two intra-op threads every one of the graph's ~80 nodes is a parallel region, and on a shared

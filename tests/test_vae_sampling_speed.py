@@ -18,6 +18,7 @@ import torch
 from conftest import vae_kwargs
 
 from detsim.models.vae import CaloVAE, WeibullHurdleHead, generation, lower_log_fraction
+from detsim.models.vae.uniforms import draw_uniforms
 
 THRESHOLD = 0.02
 
@@ -43,7 +44,7 @@ def reference_generate(gen, incident_energy: torch.Tensor,
     head = gen.decoder.head
     lower = lower_log_fraction(gen.threshold_mev, e_inc)
     loc, p, scale = out["loc"], torch.sigmoid(out["hit"]), out["log_scale"].exp()
-    u = torch.rand(loc.shape, generator=generator)
+    u = draw_uniforms(loc.shape[0], loc.shape[1], generator, gen.random_stream)  # the generator's stream
     hit = u < p
     v = u.div_(p).clamp_(1e-7, 1.0 - 1e-7)
     if isinstance(head, WeibullHurdleHead):
