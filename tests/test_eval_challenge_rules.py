@@ -49,8 +49,8 @@ def val_accuracy(fit) -> float:
 
 def test_kept_epoch_is_the_first_with_the_best_validation_accuracy_not_the_lowest_loss():
     x, y = noisy_labels(600, seed=0)
-    by_acc = fit_classifier(wide_mlp(x.shape[1]), x, y, FIT | {"best_epoch_by": "accuracy"}, seed=0)
-    by_loss = fit_classifier(wide_mlp(x.shape[1]), x, y, FIT | {"best_epoch_by": "loss"}, seed=0)
+    by_acc = fit_classifier(wide_mlp, x, y, FIT | {"best_epoch_by": "accuracy"}, seed=0)
+    by_loss = fit_classifier(wide_mlp, x, y, FIT | {"best_epoch_by": "loss"}, seed=0)
     acc = [h["val_acc"] for h in by_acc.history]
     loss = [h["val_loss"] for h in by_loss.history]
     assert len(acc) == len(loss) == FIT["max_epochs"]
@@ -67,7 +67,7 @@ def test_kept_epoch_is_the_first_with_the_best_validation_accuracy_not_the_lowes
 def test_unknown_best_epoch_rule_is_a_config_error():
     x, y = noisy_labels(60, seed=1)
     with pytest.raises(ConfigError, match="best_epoch_by: expected one of"):
-        fit_classifier(wide_mlp(x.shape[1]), x, y, FIT | {"best_epoch_by": "auc"}, seed=0)
+        fit_classifier(wide_mlp, x, y, FIT | {"best_epoch_by": "auc"}, seed=0)
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,7 @@ def train_particle_id(
     scale = float(cfg.get("voxel_scale", 100.0))
     x = np.concatenate([low_level_inputs(signal, scale), low_level_inputs(background, scale)])
     y = np.r_[np.ones(len(signal)), np.zeros(len(background))].astype(np.float32)
-    fit = fit_classifier(backbone_factory(cfg["backbone"], geometry)(x.shape[1]), x, y, cfg, seed)
+    fit = fit_classifier(backbone_factory(cfg["backbone"], geometry), x, y, cfg, seed)
     score = PidScore.from_scores(fit.test_labels, fit.test_scores, signal_efficiency)
     result = ParticleIdResult(
         auc=score.auc,
