@@ -61,3 +61,14 @@ def test_torch_stream_is_torch_rand_on_the_generator():
 def test_unknown_stream_is_refused():
     with pytest.raises(ConfigError, match="random_stream"):
         draw_uniforms(5, 5, None, stream="mt19937")
+
+
+def test_a_forked_child_draws_the_same_numbers():
+    """A forked process (a DataLoader worker) inherits the parent's thread pool object but not its threads."""
+    import multiprocessing as mp
+
+    want = _draw(5, 2)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_draw, (5, 2)).get(timeout=60)  # a pool without threads would wait forever
+    assert torch.equal(got, want)

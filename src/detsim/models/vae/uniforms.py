@@ -14,6 +14,7 @@ on the generator itself): a file generated then is reproduced with `random_strea
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +25,7 @@ from detsim.errors import ConfigError
 RANDOM_STREAMS = ("pcg64", "torch")
 ROWS_PER_STREAM = 1024
 _KEY_HIGH = 2**63 - 1
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def check_stream(stream: str) -> str:
@@ -34,10 +35,12 @@ def check_stream(stream: str) -> str:
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    """One long-lived pool per width (numpy's fills release the GIL, so the threads run in parallel)."""
-    if workers not in _pools:
-        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="detsim-uniforms")
-    return _pools[workers]
+    """One long-lived pool per process and width (numpy's fills release the GIL, so the threads run in
+    parallel); per process because a forked child (a DataLoader worker) inherits the pool but not its threads."""
+    key = (os.getpid(), workers)
+    if key not in _pools:
+        _pools[key] = ThreadPoolExecutor(workers, thread_name_prefix="detsim-uniforms")
+    return _pools[key]
 
 
 @torch.compiler.disable  # host-side numpy: torch.compile runs it as it is and compiles what follows
