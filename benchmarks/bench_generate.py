@@ -4,7 +4,8 @@ matmul FLOP limit, all measured in the same run (issue 17, point 2).
 For each batch size: showers/s of each runtime, and the limit = showers/s of a plain chain of matmuls of
 the decoder's shapes (batch x in -> out for every Linear, no bias, no activation, no sampling), measured
 now on this machine, and the rate of drawing the batch's random numbers alone (`ShowerGenerator.draw`, as
-every runtime here draws them; with the matmuls, the floor of generation on that stream). Ratios printed: runtime /
+every runtime here draws them; with the matmuls, the floor of generation on that stream), and of one pass
+doing only the sampler's unavoidable exp/log (with the two: the ceiling of any sampler). Ratios printed: runtime /
 limit, onnxruntime / fastest. Freed buffers stay in the heap as in detsim-generate (conf/generate.yaml
 `heap_buffers_mb`; `--heap-buffers-mb 0` for the C library's defaults). Targets (2 cores, dataset 1
 photons): batch 10,000 >= 250,000 showers/s with the fastest runtime; batch 1 <= 0.5 ms per shower;
@@ -12,7 +13,7 @@ onnxruntime within 1.5x of the fastest. The generator is the default model fresh
 voxel map switched on (identity tables: the same work as a fitted map) and the configured fitted prior:
 timing depends on shapes, not on trained weights. onnxruntime times include drawing its random inputs
 with `ShowerGenerator.draw` (what a Python host does; a C++ host draws them itself); its calls run on `--threads` host
-threads with one intra-op thread each. Findings: docs/studies/2026-11-30-generation-speed.md.
+threads with one intra-op thread each (a batch of one call: all threads in that call). Findings: docs/studies/2026-11-30-generation-speed.md.
 
     python benchmarks/bench_generate.py                         # dataset 1 photons, 2 threads
     python benchmarks/bench_generate.py --dataset 2             # dataset 2 electrons (6480 voxels)
@@ -34,6 +35,7 @@ import torch
 
 EXPERIMENTS = {1: "calo_vae_ds1_photons", 2: "calo_vae_ds2"}
 TARGETS = {"batch10k_showers_per_s": 250_000, "batch1_ms_per_shower": 0.5, "onnx_vs_fastest": 1.5}
+REFERENCES = ("matmul limit", "draws", "sampler math")  # same-run references, not runtimes
 
 
 def build_generator(dataset: int) -> torch.nn.Module:
@@ -80,6 +82,21 @@ def draw_only(gen: torch.nn.Module, batch: int) -> Callable[[], Any]:
     return lambda: gen.draw(batch, g)
 
 
+def sampler_math(gen: torch.nn.Module, batch: int) -> Callable[[], Any]:
+    """One compiled pass doing only what the sampler cannot avoid: read the head output (hit, loc, width
+    columns) and the uniforms, 3 exp and 2 log per voxel (width, hit probability, the Weibull inverse CDF's
+    two logs, the energy), write the showers. With the matmuls and the draws: a ceiling for any sampler."""
+    v = gen.n_voxels
+    head = torch.rand(batch, 3 * v) * 0.5 + 0.1
+    uniform = torch.rand(batch, v) * 0.9 + 0.05
+
+    def math5(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return x[:, 2 * v :].exp() + x[:, :v].exp() + (u.log().neg().log() + x[:, v : 2 * v]).exp()
+
+    compiled = torch.compile(math5)
+    return lambda: compiled(head, uniform)
+
+
 def decoder_flops(gen: torch.nn.Module) -> int:
     return sum(2 * m.in_features * m.out_features for m in gen.decoder.modules() if isinstance(m, torch.nn.Linear))
 
@@ -89,27 +106,35 @@ def onnx_runner(gen: torch.nn.Module, threads: int, tmp: Path, chunk: int) -> Ca
     (cache-sized calls beat one call over N x V arrays; 512 measured best for ds1 on one thread) on
     `threads` host threads, each call with one intra-op thread, as Geant4 / ATLAS workers run a session:
     with two intra-op threads every one of the graph's ~80 nodes is a parallel region, and on a shared
-    machine each region's barrier waits for a descheduled thread (measured up to 2x slower)."""
+    machine each region's barrier waits for a descheduled thread (measured up to 2x slower). A batch that
+    is a single call gets all `threads` as intra-op threads instead (nothing else would run on them: ds2 batch
+    1 4.7 -> 3.3 ms, ds1 batch 100 1.76 -> 1.46 ms, measured in turns)."""
     import onnxruntime as ort
 
     from detsim.models.vae.export import export
 
     path = export(gen, tmp / "generator.onnx", "onnx")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def session(intra_op_threads: int) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    per_call, lone = session(1), session(threads)
     pool = ThreadPoolExecutor(threads) if threads > 1 else None  # session.run is thread-safe and frees the GIL
 
     def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run(None, inputs)[0]
+        return per_call.run(None, inputs)[0]
 
     def run(e: torch.Tensor, g: torch.Generator) -> Any:
         draws = gen.draw(len(e), g)
         inputs = {"incident_energy": e.numpy(), **{k: v.numpy() for k, v in draws.items()}}
+        if len(e) <= chunk:
+            return lone.run(None, inputs)[0]
         calls = [{k: v[i : i + chunk] for k, v in inputs.items()} for i in range(0, len(e), chunk)]
-        return [call(c) for c in calls] if pool is None or len(calls) == 1 else list(pool.map(call, calls))
+        return [call(c) for c in calls] if pool is None else list(pool.map(call, calls))
 
     return run
 
@@ -190,15 +215,18 @@ def main() -> None:
             fns = {name: (lambda run=run: run(e, g)) for name, run in runners.items()}
             fns["matmul limit"] = matmul_chain(gen, batch)
             fns["draws"] = draw_only(gen, batch)
+            fns["sampler math"] = sampler_math(gen, batch)
             with torch.inference_mode():
                 best = interleaved_best(fns, args.repeats, args.budget_s)
             rates = {name: batch / t for name, t in best.items()}
             results[batch] = rates
-            limit, draws = rates.pop("matmul limit"), rates.pop("draws")
+            limit, draws, math = rates.pop("matmul limit"), rates.pop("draws"), rates.pop("sampler math")
             fastest = max(rates, key=rates.get)
             floor = 1.0 / (1.0 / limit + 1.0 / draws)
+            ceiling = 1.0 / (1.0 / limit + 1.0 / draws + 1.0 / math)
             print(f"batch {batch:>6}: decoder matmul limit {limit:>12,.0f} showers/s; drawing the random numbers alone "
-                  f"{draws:,.0f}/s; both {floor:,.0f}/s ({floor / limit:.0%} of the limit)")
+                  f"{draws:,.0f}/s; both {floor:,.0f}/s ({floor / limit:.0%} of the limit); with the sampler's "
+                  f"exp/log pass ({math:,.0f}/s) {ceiling:,.0f}/s ({ceiling / limit:.0%}): the ceiling of any sampler")
             for name, rate in rates.items():
                 extra = "" if name != "onnxruntime" else f", fastest/onnxruntime {rates[fastest] / rate:.2f}x"
                 print(f"  {name:12s} {rate:>12,.0f} showers/s  {1e3 / rate:8.4f} ms/shower  "
@@ -210,10 +238,10 @@ def main() -> None:
         for batch, check in ((10_000, lambda r: f"{max(r.values()):,.0f}/s vs >= 250,000/s"),
                              (1, lambda r: f"{1e3 / max(r.values()):.3f} ms/shower vs <= 0.5 ms")):
             if batch in results:
-                r = {k: v for k, v in results[batch].items() if k not in ("matmul limit", "draws")}
+                r = {k: v for k, v in results[batch].items() if k not in REFERENCES}
                 print(f"target batch {batch}: {check(r)}")
         for batch, r in results.items():
-            r = {k: v for k, v in r.items() if k not in ("matmul limit", "draws")}
+            r = {k: v for k, v in r.items() if k not in REFERENCES}
             if "onnxruntime" in r:
                 print(f"target onnxruntime within 1.5x of fastest at batch {batch}: {max(r.values()) / r['onnxruntime']:.2f}x")
 
