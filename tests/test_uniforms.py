@@ -63,12 +63,27 @@ def test_unknown_stream_is_refused():
         draw_uniforms(5, 5, None, stream="mt19937")
 
 
-def test_a_forked_child_draws_the_same_numbers():
-    """A forked process (a DataLoader worker) inherits the parent's thread pool object but not its threads."""
-    import multiprocessing as mp
+FORK_SCRIPT = """
+import multiprocessing as mp, torch
+from detsim.models.vae.uniforms import draw_uniforms
 
-    want = _draw(5, 2)  # the parent's pool exists now
-    ctx = mp.get_context("fork")
-    with ctx.Pool(1) as pool:
-        got = pool.apply_async(_draw, (5, 2)).get(timeout=60)  # a pool without threads would wait forever
-    assert torch.equal(got, want)
+def draw():
+    torch.set_num_threads(2)
+    return draw_uniforms(3000, 37, torch.Generator().manual_seed(5))
+
+want = draw()  # the parent's thread pool exists now
+with mp.get_context("fork").Pool(1) as pool:
+    got = pool.apply_async(draw).get(timeout=60)  # a pool without threads would wait forever
+print("same" if torch.equal(got, want) else "different")
+"""
+
+
+def test_a_forked_child_draws_the_same_numbers():
+    """A forked process (a DataLoader worker) inherits the parent's thread pool object but not its threads.
+    Run in a fresh interpreter: forking the multi-threaded test process itself can deadlock on other locks."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "same"
