@@ -221,7 +221,8 @@ def iter_generated(
 
 def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_size: int, seed: int,
                            compile: bool) -> dict[str, Any]:
-    """What fixes a generated file: the weights and buffers, the energies, batch size, seed, random stream and compile."""
+    """What fixes a generated file: the weights and buffers, the energies, batch size, seed, random stream,
+    compile and device."""
     import detsim
 
     weights = hashlib.sha256()
@@ -231,7 +232,8 @@ def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_
     return {"model_sha256": weights.hexdigest(), "model_uri": loaded.model_uri or "",
             "energies_sha256": hashlib.sha256(np.ascontiguousarray(energies, dtype=np.float32).tobytes()).hexdigest(),
             "n": int(len(energies)), "batch_size": int(batch_size), "seed": int(seed), "compile": bool(compile),
-            "random_stream": str(loaded.module.random_stream), "device": str(next(loaded.module.parameters()).device), "detsim_version": detsim.__version__}
+            "random_stream": str(loaded.module.random_stream), "device": str(next(loaded.module.parameters()).device),
+            "detsim_version": detsim.__version__}
 
 
 def provenance_attrs(loaded: LoadedGenerator, seed: int) -> dict[str, Any]:

@@ -23,12 +23,14 @@ import torch
 from detsim.errors import ConfigError
 
 RANDOM_STREAMS = ("pcg64", "torch")
+# part of the stream's definition, not a tuning knob (another value gives other numbers), hence not in conf/
 ROWS_PER_STREAM = 1024
 _KEY_HIGH = 2**63 - 1
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def check_stream(stream: str) -> str:
+    """`stream` if it names a stream, else the one-line user error (exit 2 from the CLIs)."""
     if stream not in RANDOM_STREAMS:
         raise ConfigError(f"generate.random_stream: expected one of {RANDOM_STREAMS}, found {stream!r}")
     return stream
