@@ -3,6 +3,8 @@
 A DetsimError (bad file, key, shape, units) is printed as one line and the process exits with
 status 2; so is a configuration error from Hydra or OmegaConf (unknown key, missing group option,
 malformed override, a ??? value left unset). Set DETSIM_DEBUG=1 to see the traceback instead.
+A SIGTERM or SIGINT ends the app's worker processes and exits with 128 + the signal number, keeping what
+a rerun resumes from (`detsim.cli.signals`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from detsim.cli.config_errors import describe
 from detsim.cli.console import tidy_console
+from detsim.cli.signals import stopped_by_signals
 from detsim.config import positive_int  # noqa: F401  (the CLIs import it from here)
 from detsim.errors import ConfigError, DetsimError
 from detsim.paths import config_dir
@@ -144,6 +147,10 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
 
         @functools.wraps(task)
         def entry() -> Any:
+            with stopped_by_signals():  # SIGTERM/SIGINT: workers ended, exit 128 + signal (detsim.cli.signals)
+                return run_hydra()
+
+        def run_hydra() -> Any:
             nonlocal hydra_raises
             if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
                 from detsim.cli.help import app_help

@@ -103,3 +103,5 @@ class Geant4Pool:
             if p.is_alive():
                 p.terminate()
                 p.join()
+        if exc[0] is not None:  # tasks may still sit in the queue's pipe, which no worker reads any more: without
+            self._tasks.cancel_join_thread()  # this the interpreter's exit waits forever on the queue's feeder thread
