@@ -51,6 +51,7 @@ ALLOWED_TARGETS: frozenset[str] = frozenset({
     *(f"detsim.models.vae.heads.{name}" for name in ("SigmoidHead", "LogNormalHurdleHead", "WeibullHurdleHead")),
     *(f"detsim.models.vae.prior.{name}" for name in ("StandardPrior", "FittedPrior", "AggregatePrior")),
     *(f"detsim.models.vae.voxel_map.{name}" for name in ("IdentityVoxelMap", "AffineVoxelMap", "QuantileVoxelMap")),
+    *(f"detsim.models.vae.energy_map.{name}" for name in ("NoEnergyMap", "QuantileEnergyMap")),
     "detsim.models.pid.ParticleIdClassifier",
     "detsim.models.shower_cnn.build_shower_cnn",
     "detsim.models.shower_cnn.MLPBackbone",

@@ -47,9 +47,11 @@ class GraphGenerator(nn.Module):
         self.gen = gen.cpu().eval()
         self.names = input_names(self.gen)[1:]
         self.map_active = bool(self.gen.voxel_map.active)  # fixed now: the graph carries the map or not
+        self.energy_active = bool(self.gen.energy_map.active)
 
     def forward(self, incident_energy: torch.Tensor, *randoms: torch.Tensor) -> torch.Tensor:
-        return generate_from_draws(self.gen, incident_energy, dict(zip(self.names, randoms)), self.map_active)
+        return generate_from_draws(self.gen, incident_energy, dict(zip(self.names, randoms)), self.map_active,
+                                   self.energy_active)
 
 
 def example_inputs(gen: ShowerGenerator, n: int, seed: int = 0,

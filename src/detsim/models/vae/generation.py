@@ -1,4 +1,5 @@
-"""The generation runtime: prior -> decoder -> head sampler -> energy rescaling -> voxel map -> readout threshold.
+"""The generation runtime: prior -> decoder -> head sampler -> energy rescaling -> voxel map (each voxel capped at
+max_voxel_fraction x E_inc) -> readout threshold -> energy map (layer energies, total) -> readout threshold.
 
 Two entry points compute the same showers:
 - `generate`: draws every random number from one torch.Generator (latent draws for all rows first, then
@@ -18,6 +19,7 @@ thread: there the whole batch is one block (measured: 2048-row blocks 4x slower 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,7 +59,7 @@ def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: tor
     # in place needs no autograd graph (generate.py runs in inference mode); a compiled graph fuses the passes
     # itself, and in-place writes into the decoder output would make it copy that output first
     reuse = not torch.is_grad_enabled() and not in_graph()
-    map_active = gen.voxel_map.active
+    map_active, energy_active = gen.voxel_map.active, gen.energy_map.active
     uniforms = None
     if n_uniform:  # the whole batch's, drawn in place into `showers` where the sampler may overwrite them
         width = gen.n_voxels * n_uniform
@@ -69,7 +71,7 @@ def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: tor
         out = showers[rows]
         uniform = None if uniforms is None else uniforms[rows]
         sample = sample_block(gen, z[rows], c[rows], e_inc[rows].reshape(-1, 1),
-                              None if lower is None else lower[rows], uniform, reuse, map_active)
+                              None if lower is None else lower[rows], uniform, reuse, map_active, energy_active)
         if not reuse and block >= len(e_inc):
             return sample  # one block, out of place (a compiled graph): the batch itself, no copy
         if sample.data_ptr() != out.data_ptr():
@@ -78,53 +80,68 @@ def generate(gen: ShowerGenerator, incident_energy: torch.Tensor, generator: tor
 
 
 def generate_from_draws(gen: ShowerGenerator, incident_energy: torch.Tensor, draws: dict[str, torch.Tensor],
-                        map_active: bool | None = None) -> torch.Tensor:
+                        map_active: bool | None = None, energy_active: bool | None = None) -> torch.Tensor:
     """Showers (N, V) MeV from the random numbers `draw` names; whole batch, inputs left untouched.
 
-    map_active: whether the voxel map applies (None: ask it; a graph exporter fixes it beforehand, since
-    reading the map's `fitted` buffer would be a data-dependent branch)."""
+    map_active / energy_active: whether the voxel map / the energy map apply (None: ask them; a graph exporter
+    fixes them beforehand, since reading a map's `fitted` buffer would be a data-dependent branch)."""
     e_inc = incident_energy.reshape(-1).to(torch.float32)
     c = gen.condition.forward(e_inc)
     z = gen.prior.transform(c, draws)
     lower = lower_log_fraction(gen.threshold_mev, e_inc)
     active = gen.voxel_map.active if map_active is None else map_active
-    return sample_block(gen, z, c, e_inc.reshape(-1, 1), lower, draws.get("uniform"), False, active)
+    energy = gen.energy_map.active if energy_active is None else energy_active
+    return sample_block(gen, z, c, e_inc.reshape(-1, 1), lower, draws.get("uniform"), False, active, energy)
 
 
 def sample_block(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor,
-                 lower: torch.Tensor | None, uniform: torch.Tensor | None, reuse: bool, map_active: bool) -> torch.Tensor:
-    """Decoder, sampling, rescaling, voxel map and threshold for rows of latent points z (N, d).
+                 lower: torch.Tensor | None, uniform: torch.Tensor | None, reuse: bool, map_active: bool,
+                 energy_active: bool) -> torch.Tensor:
+    """Decoder, sampling, rescaling, voxel map, energy map and threshold for rows of latent points z (N, d).
 
     reuse=True: the sampler may overwrite the decoder output and `uniform`, and the result may live there.
     """
     if map_active and gen.voxel_map.tables_per_bin and compiling() and z.shape[0] > 1:
-        return _rows_by_bin(gen, z, c, e_inc, lower, uniform)
-    return _sample_rows(gen, z, c, e_inc, lower, uniform, reuse, map_active)
+        return _rows_by_bin(gen, z, c, e_inc, lower, uniform, energy_active)
+    return _sample_rows(gen, z, c, e_inc, lower, uniform, reuse, map_active, energy_active)
 
 
 def _sample_rows(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor,
-                 lower: torch.Tensor | None, uniform: torch.Tensor | None, reuse: bool, map_active: bool) -> torch.Tensor:
+                 lower: torch.Tensor | None, uniform: torch.Tensor | None, reuse: bool, map_active: bool,
+                 energy_active: bool) -> torch.Tensor:
     """`sample_block` in the rows' own order."""
     head = gen.decoder.head
     out = gen.decoder(z, c)
     vmap = gen.voxel_map
+    cap = gen.log_max_voxel_fraction
     if gen.calibration == "none" and head.fused_sampler:
-        log_map = (lambda y: vmap.map_log(y, condition_bin(c, vmap.n_bins))) if map_active else None
-        return apply_threshold(head.sample(out, lower, uniform, e_inc, reuse=reuse, log_map=log_map),
-                               gen.threshold_mev, inplace=reuse)
+        bins = condition_bin(c, vmap.n_bins) if map_active else None
+        log_map = (lambda y: vmap.map_log(y, bins).clamp_(max=cap)) if map_active else (lambda y: y.clamp_(max=cap))
+        showers = apply_threshold(head.sample(out, lower, uniform, e_inc, reuse=reuse, log_map=log_map),
+                                  gen.threshold_mev, inplace=reuse)
+        return _map_energies(gen, showers, e_inc, c, reuse, energy_active)
     # rescaling needs the decoder output intact after sampling
     frac = head.sample(out, lower, uniform, reuse=reuse and gen.calibration == "none")
     if gen.calibration != "none":
         groups = [(0, gen.n_voxels)] if gen.calibration == "total" else gen.layer_bounds
         frac = rescale_energy(frac, head.mean_fraction(out), groups)
+    frac = frac.clamp_(max=math.exp(cap)) if reuse else frac.clamp(max=math.exp(cap))
     showers = apply_threshold(frac * e_inc, gen.threshold_mev, inplace=reuse)  # every head returns fractions >= 0
     if map_active:  # the map can move a hit below the threshold: cut again
         showers = apply_threshold(vmap.map_showers(showers, e_inc, c), gen.threshold_mev, inplace=reuse)
-    return showers
+    return _map_energies(gen, showers, e_inc, c, reuse, energy_active)
+
+
+def _map_energies(gen: ShowerGenerator, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor, reuse: bool,
+                  energy_active: bool) -> torch.Tensor:
+    """The energy map (layer energies and total), then the threshold again (scaling can move a hit below it)."""
+    if not energy_active:
+        return showers
+    return apply_threshold(gen.energy_map.map_showers(showers, e_inc, c), gen.threshold_mev, inplace=True)
 
 
 def _rows_by_bin(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor,
-                 lower: torch.Tensor | None, uniform: torch.Tensor | None) -> torch.Tensor:
+                 lower: torch.Tensor | None, uniform: torch.Tensor | None, energy_active: bool) -> torch.Tensor:
     """`sample_block` (out of place, map on) with the rows ordered by condition bin and put back after.
 
     Why: the quantile map gathers from per-bin tables (15 bins x 2 tables x 188 kB for ds1, beyond L2);
@@ -135,7 +152,7 @@ def _rows_by_bin(gen: ShowerGenerator, z: torch.Tensor, c: torch.Tensor, e_inc: 
     """
     order = torch.argsort(condition_bin(c, gen.voxel_map.n_bins), stable=True)
     pick = lambda x: None if x is None else x.index_select(0, order)  # noqa: E731
-    rows = _sample_rows(gen, pick(z), pick(c), pick(e_inc), pick(lower), pick(uniform), False, True)
+    rows = _sample_rows(gen, pick(z), pick(c), pick(e_inc), pick(lower), pick(uniform), False, True, energy_active)
     return torch.empty_like(rows).index_copy_(0, order, rows)
 
 

@@ -1,12 +1,13 @@
 """`ShowerGenerator`: everything generation needs as one plain module, incident energies (MeV) -> showers (MeV).
 
 It holds the decoder (trunk + voxel head), the latent prior, the energy condition, the readout threshold,
-the optional energy rescaling and the voxel map; `generation.py` runs it. This is what `detsim-generate`
+the optional energy rescaling, the voxel map, the energy map and the voxel bound; `generation.py` runs it. This is what `detsim-generate`
 runs, what `detsim-export` traces and what is logged to MLflow as the model.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 
 from detsim.errors import ConfigError
 from detsim.models.vae import generation
+from detsim.models.vae.energy_map import EnergyMap, NoEnergyMap
 from detsim.models.vae.layers import ShowerDecoder
 from detsim.models.vae.prior import LatentPrior
 from detsim.models.vae.transforms import EnergyCondition
@@ -28,8 +30,11 @@ class ShowerGenerator(nn.Module):
 
     def __init__(self, decoder: ShowerDecoder, prior: LatentPrior, condition: EnergyCondition,
                  threshold_mev: float, calibration: str, layer_bounds: Sequence[tuple[int, int]],
-                 voxel_map: VoxelMap | None = None):
+                 voxel_map: VoxelMap | None = None, energy_map: EnergyMap | None = None,
+                 max_voxel_fraction: float = 1.0):
         super().__init__()
+        if not max_voxel_fraction > 0:
+            raise ConfigError(f"model.max_voxel_fraction: expected > 0, found {max_voxel_fraction}")
         if calibration not in CALIBRATIONS:
             raise ConfigError(f"model.calibration: expected one of {CALIBRATIONS}, found {calibration!r}")
         self.decoder, self.prior, self.condition = decoder, prior, condition
@@ -38,6 +43,9 @@ class ShowerGenerator(nn.Module):
         self.layer_bounds = [tuple(b) for b in layer_bounds]
         self.n_voxels = int(layer_bounds[-1][1])
         self.voxel_map = voxel_map if voxel_map is not None else IdentityVoxelMap(self.n_voxels)
+        self.energy_map = energy_map if energy_map is not None else NoEnergyMap(self.layer_bounds)
+        #: log of the largest E_voxel / E_inc a generated voxel may have (a bound, not a fit: energy conservation)
+        self.log_max_voxel_fraction = math.log(max_voxel_fraction)
         #: where the per-voxel uniforms come from (`uniforms.RANDOM_STREAMS`): a run setting, not a weight
         self.random_stream = "pcg64"
 

@@ -24,6 +24,7 @@ from detsim.data.settings import DataSettings, measure_settings
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, load_geometry
 from detsim.models.vae import compat, losses
+from detsim.models.vae.energy_map import EnergyMap, NoEnergyMap
 from detsim.models.vae.generator import ShowerGenerator
 from detsim.models.vae.heads import VoxelHead
 from detsim.models.vae.layers import Encoder, ShowerDecoder
@@ -39,7 +40,7 @@ DATA_SETTINGS = {("readout_threshold_mev",): "threshold_mev", ("condition", "e_m
 # what the networks are built with until `setup` has measured them (never used to train or generate)
 _PLACEHOLDERS = {"threshold_mev": 0.0, "e_min_mev": 1.0, "e_max_mev": 2.0, "voxel_scale": 1.0}
 _HPARAMS = ("geometry", "latent_dim", "encoder", "decoder", "head", "preprocessing", "condition", "loss", "prior",
-            "calibration", "voxel_map", "readout_threshold_mev", "optimizer")
+            "calibration", "voxel_map", "readout_threshold_mev", "optimizer", "energy_map", "max_voxel_fraction")
 
 
 def build(cfg: Mapping[str, Any], key: str, base: type[T], **runtime: Any) -> T:
@@ -93,6 +94,8 @@ class CaloVAE(L.LightningModule):
         optimizer: Mapping[str, Any],
         head: Mapping[str, Any] | None = None,
         voxel_map: Mapping[str, Any] | None = None,
+        energy_map: Mapping[str, Any] | None = None,
+        max_voxel_fraction: float = 1.0,
         **legacy: Any,
     ) -> None:
         """Arguments as in `conf/model/calo_vae_atlas.yaml`; head, prior and voxel map are `_target_` configs.
@@ -108,7 +111,7 @@ class CaloVAE(L.LightningModule):
             "geometry": geometry, "latent_dim": latent_dim, "encoder": encoder, "decoder": decoder, "head": head,
             "preprocessing": preprocessing, "condition": condition, "loss": loss, "prior": prior,
             "calibration": calibration, "voxel_map": voxel_map, "readout_threshold_mev": readout_threshold_mev,
-            "optimizer": optimizer, **legacy}))
+            "optimizer": optimizer, "energy_map": energy_map, "max_voxel_fraction": max_voxel_fraction, **legacy}))
         unknown = set(hp) - set(_HPARAMS)
         if unknown:
             raise ConfigError(f"model: unknown keys {sorted(unknown)}; expected {list(_HPARAMS)}")
@@ -130,17 +133,23 @@ class CaloVAE(L.LightningModule):
                                float(enc["norm_eps"]), enc["norm_momentum"])
         head_module = build(hp["head"], "head", VoxelHead, n_hidden=dec_hidden[-1], n_voxels=n_vox,
                             transform=self.transform)
+        layer_bounds = [(s.start, s.stop) for s in self.layer_slices]
+        energy_map = (NoEnergyMap(layer_bounds) if hp.get("energy_map") is None else
+                      build(hp["energy_map"], "energy_map", EnergyMap, layer_bounds=layer_bounds))
         self.generator = ShowerGenerator(
             ShowerDecoder(hp["latent_dim"], dec_hidden, dec["activation"], head_module),
             build(hp["prior"], "prior", LatentPrior, latent_dim=hp["latent_dim"]),
             self.condition,
             self.threshold,
             hp["calibration"],
-            [(s.start, s.stop) for s in self.layer_slices],
+            layer_bounds,
             build(hp["voxel_map"], "voxel_map", VoxelMap, n_voxels=n_vox),
+            energy_map,
+            float(hp.get("max_voxel_fraction") or 1.0),
         )
         self._posterior: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._reference: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._train_layers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # --- settings from the data -----------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -230,7 +239,23 @@ class CaloVAE(L.LightningModule):
         return terms["loss"], c, z
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
+        loss = self._step(batch, "train")[0]
+        self._keep_layer_energies(batch)
+        return loss
+
+    def _keep_layer_energies(self, batch: Any) -> None:
+        """Keep the training showers' incident and layer energies (L numbers a shower): the energy map's reference."""
+        emap = self.generator.energy_map
+        kept = sum(len(e) for e, _ in self._train_layers)
+        if isinstance(emap, NoEnergyMap) or kept >= emap.reference_showers:
+            return
+        e_inc, showers = unpack_batch(batch)
+        take = emap.reference_showers - kept
+        with torch.no_grad():
+            self._train_layers.append((e_inc[:take].detach().float(), emap.layer_energies(showers[:take].detach().float())))
+
+    def on_train_epoch_start(self) -> None:
+        self._train_layers = []
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, c, post = self._step(batch, "val")
@@ -257,6 +282,9 @@ class CaloVAE(L.LightningModule):
             self.generator.prior.fit(c, post[0], post[1], post[2])
             if self._reference:
                 self.fit_voxel_map(torch.cat([r[0] for r in self._reference]), torch.cat([r[1] for r in self._reference]))
+            if self._train_layers:
+                self.fit_energy_map(torch.cat([r[0] for r in self._train_layers]),
+                                    torch.cat([r[1] for r in self._train_layers]))
         self._posterior, self._reference = [], []
 
     @torch.no_grad()
@@ -276,6 +304,24 @@ class CaloVAE(L.LightningModule):
             generated = self.generator(e_gen, generator)
         vmap.fit(self.condition.forward(e_inc), showers.to(self.device) / e_inc.reshape(-1, 1),
                       self.condition.forward(e_gen), generated / e_gen.reshape(-1, 1))
+
+    @torch.no_grad()
+    def fit_energy_map(self, e_inc: torch.Tensor, layers: torch.Tensor, seed: int = 1) -> None:
+        """Fit the energy map to reference incident energies (N,) and layer energies (N, L), MeV.
+
+        The generator draws `samples_per_shower` showers per reference energy with the energy map off (the
+        voxel map on, as fitted) and the map moves their layer energies and totals onto the reference's.
+        Training calls this after each validation epoch with the epoch's training showers (their layer sums
+        only: L numbers a shower, so all of them fit in memory).
+        """
+        emap = self.generator.energy_map
+        e_inc = e_inc.reshape(-1).to(self.device, torch.float32)
+        e_gen = e_inc.repeat(max(emap.samples_per_shower, 1))
+        generator = torch.Generator(device=e_gen.device).manual_seed(seed)
+        with emap.disabled():
+            generated = self.generator(e_gen, generator)
+        emap.fit(self.condition.forward(e_inc), layers.to(self.device) / e_inc.reshape(-1, 1),
+                 self.condition.forward(e_gen), emap.layer_energies(generated) / e_gen.reshape(-1, 1))
 
     def configure_optimizers(self) -> Any:
         cfg = self.optimizer_cfg

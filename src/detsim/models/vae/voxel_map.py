@@ -79,6 +79,16 @@ def _identity_rows(n_rows: int, n_grid: int) -> tuple[np.ndarray, np.ndarray, np
     return (np.full(n_rows, -lo * inv), np.full(n_rows, inv), np.tile(y, (n_rows, 1)), np.tile(step, (n_rows, 1)))
 
 
+def _capped_identity(cap: np.ndarray, n_grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inv_step, offset, table) of rows mapping y to itself from IDENTITY_RANGE's start up to `cap` (V,),
+    clamped there."""
+    lo = IDENTITY_RANGE[0]
+    cap = np.maximum(cap, lo + 1.0)
+    inv = (n_grid - 1) / (cap - lo)
+    table = lo + np.arange(n_grid)[None, :] / inv[:, None]
+    return inv, -lo * inv, table
+
+
 class VoxelMap(nn.Module):
     """Base: maps generated voxel fractions E_voxel / E_inc so their per-voxel distribution matches a reference.
 
@@ -193,11 +203,14 @@ class QuantileVoxelMap(VoxelMap):
     tables_per_bin = True
 
     def __init__(self, n_voxels: int, n_bins: int, n_knots: int, grid: int, margin: float, min_hits: int,
-                 samples_per_shower: int, reference_showers: int) -> None:
+                 samples_per_shower: int, reference_showers: int, cap_margin: float | None = None) -> None:
         super().__init__(n_voxels, n_bins, min_hits, samples_per_shower, reference_showers)
         if grid < 2 or n_knots < 2:
             raise ConfigError(f"model.voxel_map: need grid >= 2 and n_knots >= 2 (found {grid}, {n_knots})")
+        if cap_margin is not None and cap_margin < 0:
+            raise ConfigError(f"model.voxel_map.cap_margin: expected >= 0 or null, found {cap_margin}")
         self.n_knots, self.margin = int(n_knots), float(margin)
+        self.cap_margin = None if cap_margin is None else float(cap_margin)
         n_grid = int(grid)
         offset, inv_step, table, step = _identity_rows(self.n_bins * n_voxels, n_grid)
         shape = (self.n_bins, n_voxels)
@@ -211,9 +224,11 @@ class QuantileVoxelMap(VoxelMap):
         offset, inv_step, table, _ = _identity_rows(self.n_bins * n_vox, n_grid)
         offset, inv_step = offset.reshape(self.n_bins, n_vox), inv_step.reshape(self.n_bins, n_vox)
         table = table.reshape(self.n_bins, n_vox, n_grid)
-        for b, (ref, gen) in enumerate(pairs):
-            qr, nr = _column_quantiles(ref, self.n_knots)
-            qg, ng = _column_quantiles(gen, self.n_knots)
+        fits = [(_column_quantiles(ref, self.n_knots), _column_quantiles(gen, self.n_knots)) for ref, gen in pairs]
+        caps = self._caps([(q[-1], n) for (q, n), _ in fits])
+        for b, ((qr, nr), (qg, ng)) in enumerate(fits):
+            if caps is not None:  # unmapped voxels: the identity, ending at the cap
+                inv_step[b], offset[b], table[b] = _capped_identity(caps[b], n_grid)
             for v in np.flatnonzero((nr >= self.min_hits) & (ng >= self.min_hits)):
                 # the grid reaches `margin` spans beyond the generated range, continued with slope 1 (a
                 # generated value outside the fitted range moves by the end's shift); beyond, it is clamped
@@ -223,9 +238,30 @@ class QuantileVoxelMap(VoxelMap):
                 offset[b, v] = -start * inv_step[b, v]
                 y = start + np.arange(n_grid) / inv_step[b, v]
                 table[b, v] = np.interp(y, qg[:, v], qr[:, v]) + np.minimum(y - qg[0, v], 0) + np.maximum(y - qg[-1, v], 0)
+                if caps is not None:
+                    table[b, v] = np.minimum(table[b, v], caps[b, v])
         step = np.zeros_like(table)
         step[..., :-1] = np.diff(table, axis=-1)
         return {"offset": offset, "inv_step": inv_step, "table": table, "step": step}
+
+    def _caps(self, largest: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+        """(bins, V) upper bounds of the mapped log fraction from each bin's largest reference value per voxel.
+
+        Why: a voxel's energy distribution is bounded (it cannot hold more than its shower), but the
+        decoder's sampled tail is not, and a voxel with too few hits to be mapped kept it: a 2.9 GeV shower
+        had a 424 GeV voxel. Cap = the largest reference value of the voxel in the bin + `cap_margin`;
+        without a hit in the bin, its largest over all bins; never hit, the bin's smallest cap (the edge of
+        the shower). None when `cap_margin` is null (no caps).
+        """
+        if self.cap_margin is None:
+            return None
+        top = np.stack([np.where(n > 0, q, -np.inf) for q, n in largest])  # (bins, V), -inf: no hit
+        any_bin = top.max(axis=0, keepdims=True)
+        top = np.where(np.isfinite(top), top, any_bin)
+        finite = np.isfinite(top)
+        edge = np.where(finite, top, np.inf).min(axis=1, keepdims=True)
+        edge = np.where(np.isfinite(edge), edge, IDENTITY_RANGE[1] - self.cap_margin)
+        return np.where(finite, top, edge) + self.cap_margin
 
     def map_log(self, y: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """The grid coordinate t, its integer part i and weight t - i, then table[b, v, i] + (t - i) * step[b, v, i].
