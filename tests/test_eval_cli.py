@@ -59,6 +59,15 @@ def test_evaluate_cli_writes_metrics_plots_and_an_mlflow_run(shower_files, tmp_p
     assert (out / "plots" / "roc.png").stat().st_size > 0
     assert (out / "plots" / "features" / "width_x_2.png").stat().st_size > 0
     assert "separation power" in proc.stdout  # the rich summary table
+    physics = metrics["physics"]  # the per-energy-bin physics report (dataset 1: bins per decade)
+    assert isinstance(physics["passed"], bool) and physics["n_reference"] == 500
+    assert list(physics["bins"]) == ["0.1-1GeV", "1-10GeV", "10-100GeV", "100-1000GeV", "1000-10000GeV"]
+    checks = physics["bins"]["1-10GeV"]["checks"]
+    assert {"response_mean", "rms_ratio", "width_ratio", "hit_fraction", "outside_fraction", "max_voxel",
+            "longitudinal_profile", "radial_profile"} <= set(checks)
+    assert checks["rms_ratio"]["reference_unc"] > 0 and checks["rms_ratio"]["tolerance"] == [0.85, 1.2]
+    assert "physics report" in proc.stdout and "longitudinal profile" in proc.stdout
+    assert "low-level: epoch 2/2" in proc.stdout + proc.stderr and "val AUC" in proc.stdout + proc.stderr  # progress
 
     mlflow.set_tracking_uri(f"sqlite:///{db}")
     runs = mlflow.search_runs(experiment_names=["detsim-evaluate"], output_format="list")
@@ -67,6 +76,8 @@ def test_evaluate_cli_writes_metrics_plots_and_an_mlflow_run(shower_files, tmp_p
     assert run.data.tags["generating_run_id"] == "gen-run-42"
     assert run.data.metrics["auc_low"] == pytest.approx(metrics["auc_low"])
     assert run.data.metrics["separation_power.etot_einc"] == pytest.approx(metrics["separation_power"]["etot_einc"])
+    assert run.data.metrics["physics/passed"] == float(physics["passed"])
+    assert run.data.metrics["physics/1-10GeV/rms_ratio"] == pytest.approx(checks["rms_ratio"]["score"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"metrics.json", "plots"} <= artifacts
 

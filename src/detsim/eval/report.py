@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detsim.eval import plots
+from detsim.eval.physics import flat_physics_metrics
 from detsim.eval.suite import EvaluationResult
 from detsim.io.writer import atomic_output
 
@@ -38,10 +39,13 @@ def write_plots(result: EvaluationResult, out_dir: str | Path, labels: tuple[str
 
 
 def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Numeric metrics as MLflow wants them; the per-feature dict becomes `separation_power.<feature>`."""
+    """Numeric metrics as MLflow wants them; the per-feature dict becomes `separation_power.<feature>`, the physics
+    report `physics/<bin>/<check>` (detsim.eval.physics.flat_physics_metrics)."""
     flat: dict[str, float] = {}
     for key, value in metrics.items():
-        if isinstance(value, Mapping):
+        if key == "physics":
+            flat.update(flat_physics_metrics(value))
+        elif isinstance(value, Mapping):
             for sub, v in value.items():
                 flat[f"{key}.{re.sub(r'[^A-Za-z0-9_./ -]', '_', str(sub))}"] = float(v)
         elif isinstance(value, (int, float)) and math.isfinite(float(value)):
@@ -114,5 +118,77 @@ def summary_table(metrics: Mapping[str, Any], n_worst: int = 5) -> Table:
     return table
 
 
+# physics table rows: (label, checks whose verdicts one cell joins; the first present one's numbers are shown)
+PHYSICS_ROWS = (
+    ("response mean", ("response_mean",)),
+    ("response median", ("response_median",)),
+    ("rms", ("rms_ratio",)),
+    ("central width", ("width_ratio",)),
+    ("hit fraction", ("hit_fraction",)),
+    ("outside ref. range", ("outside_fraction",)),
+    ("max voxel / E_inc", ("max_voxel_ratio", "max_voxel")),
+    ("longitudinal profile", ("longitudinal_profile",)),
+    ("radial profile", ("radial_profile",)),
+)
+_RELATIVE = ("response_mean", "response_median", "hit_fraction")
+
+
+def _verdict(checks: list[Mapping[str, Any]]) -> str:
+    judged = [c["passed"] for c in checks if c.get("passed") is not None]
+    if not judged:
+        return ""
+    return " [green]PASS[/]" if all(judged) else " [bold red]FAIL[/]"
+
+
+def _where(name: str, at: int, section: Mapping[str, Any]) -> str:
+    """A profile entry by what a physicist calls it: the layer id, or the ring's radii."""
+    if name == "longitudinal_profile":
+        return f"layer {section['layer_ids'][at]}"
+    low, high = section["ring_edges_mm"][at]
+    return f"r {low:g}-{high:g} mm"
+
+
+def physics_cell(name: str, checks: list[Mapping[str, Any]], section: Mapping[str, Any]) -> str:
+    """Two lines: the generated value, the score the tolerance applies to and PASS/FAIL of every check in
+    `checks`; then the reference's value and bootstrap uncertainty."""
+    c = checks[0]
+    if c["score"] is None or not math.isfinite(c["score"]):
+        return "-"
+    if name in ("longitudinal_profile", "radial_profile"):
+        return f"{c['score']:.1%} at {_where(name, c['at'], section)}{_verdict(checks)}\n±{c['score_unc']:.1%}"
+    if name == "outside_fraction":
+        return f"{c['generated']:.3%}{_verdict(checks)}\nref {c['reference']:.3%}"
+    score = f"{c['score']:+.1%}" if name in _RELATIVE else f"x{c['score']:.3f}"
+    return f"{c['generated']:.4g} ({score}){_verdict(checks)}\nref {c['reference']:.4g}±{c['reference_unc']:.1g}"
+
+
+def physics_table(section: Mapping[str, Any]) -> Table:
+    """The physics report (metrics.json's `physics`): a row per check, a column per energy bin after `all` (the
+    checks over all showers). Profile cells: the largest |gen/ref - 1| of the checked entries and where it is."""
+    groups = {"all": section["all"]} | {label: b["checks"] for label, b in section["bins"].items()}
+    sizes = {"all": section} | dict(section["bins"])
+    table = Table(title=f"physics report: {section['verdict']}", show_header=True, show_lines=True)
+    table.add_column("check")
+    for label in groups:
+        size = sizes[label]
+        table.add_column(f"{label} ({size['n_reference']}/{size['n_generated']})", justify="right")
+    for text, names in PHYSICS_ROWS:
+        cells = []
+        for label, checks in groups.items():
+            present = [n for n in names if n in checks]
+            if present:
+                cells.append(physics_cell(present[0], [checks[n] for n in present], section))
+            else:
+                cells.append("not checked" if label != "all" and not checks else "")
+        table.add_row(text, *cells)
+    table.caption = ("cells: generated (gen/ref - 1 or gen/ref), then reference ± its bootstrap uncertainty; profiles: "
+                     "largest |gen/ref - 1|; columns: E_inc bin (reference/generated showers); tolerances: "
+                     "conf/eval/physics/default.yaml")
+    return table
+
+
 def print_summary(metrics: Mapping[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(summary_table(metrics))
+    console = console or Console()
+    console.print(summary_table(metrics))
+    if "physics" in metrics:
+        console.print(physics_table(metrics["physics"]))

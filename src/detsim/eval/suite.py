@@ -19,6 +19,7 @@ from detsim.models.shower_cnn import backbone_factory
 from detsim.errors import ConfigError
 from detsim.eval.two_sample import TwoSampleResult, two_sample_test
 from detsim.eval.features import FeatureSpec, ShowerFeatures, high_level_inputs, low_level_inputs
+from detsim.eval.physics import PhysicsReport, physics_report
 from detsim.metrics.separation import HistComparison, compare_features, compare_voxel_energies
 from detsim.geometry import Geometry
 from detsim.showers import CaloShowers
@@ -36,6 +37,7 @@ class EvaluationResult:
     classifiers: dict[str, TwoSampleResult] = field(default_factory=dict)
     n_reference: int = 0
     n_generated: int = 0
+    physics: PhysicsReport | None = None
 
     @property
     def separation_powers(self) -> dict[str, float]:
@@ -51,6 +53,8 @@ class EvaluationResult:
         }
         for kind, result in self.classifiers.items():
             out.update(result.as_dict(kind))
+        if self.physics is not None:
+            out["physics"] = self.physics.to_dict()
         return out
 
 
@@ -73,8 +77,9 @@ def evaluate_showers(
     seed: int = 0,
     console: Console | None = None,
 ) -> EvaluationResult:
-    """Features and separation powers of every feature, then the requested classifier tests, all on
-    the showers read through `eval_cfg.voxel_threshold_mev` (conf/evaluate.yaml)."""
+    """Features and separation powers of every feature, the physics report (when `eval_cfg` has an enabled
+    `physics` section), then the requested classifier tests, all on the showers read through
+    `eval_cfg.voxel_threshold_mev` (conf/evaluate.yaml)."""
     console = console or Console(stderr=True)
     unknown = set(classifiers) - set(CLASSIFIER_KINDS)
     if unknown:
@@ -105,6 +110,10 @@ def evaluate_showers(
         )
         specs["voxel_energy"] = FeatureSpec("voxel_energy", "voxel")
     result = EvaluationResult(specs, histograms, n_reference=len(reference), n_generated=len(generated))
+    physics_cfg = eval_cfg.get("physics")
+    if physics_cfg and physics_cfg.get("enabled", True):  # before the classifiers: its verdict comes in seconds
+        result.physics = physics_report(reference, generated, geometry, physics_cfg, threshold, seed)
+        console.log(f"physics report: {result.physics.verdict()}")
     for kind in classifiers:
         cfg = eval_cfg["cnn" if kind == "cnn" else "classifier"]
         console.log(f"classifier two-sample test on {kind}-level inputs")
@@ -115,7 +124,7 @@ def evaluate_showers(
             scale = float(cfg.get("voxel_scale", 100.0))
             x_ref, x_gen = low_level_inputs(reference, scale), low_level_inputs(generated, scale)
         result.classifiers[kind] = two_sample_test(
-            x_ref, x_gen, backbone_factory(cfg["backbone"], geometry), cfg, seed
+            x_ref, x_gen, backbone_factory(cfg["backbone"], geometry), cfg, seed, label=f"{kind}-level"
         )
         del x_ref, x_gen
     return result
