@@ -175,3 +175,12 @@ def test_geant4_with_a_planted_tail_fails(geant4_pair):
     assert {"all/outside_fraction"} | {f"{b.label}/rms_ratio" for b in report.bins} <= failed(report)
     for b in report.bins:
         assert all(b.checks[name].passed for name in BULK), b.label
+
+
+def test_non_finite_generated_showers_fail_the_report(toy_reference):
+    """A diverged generator must not pass: NaN showers count as outside the range and fail every statistic."""
+    gen = toy_showers(N_TOY, seed=6)
+    gen.showers[:100] = np.nan
+    report = physics_report(toy_reference, gen, TOY, toy_config(), seed=0)
+    assert not report.passed and report.overall["outside_fraction"].generated >= 100 / N_TOY
+    assert {"all/outside_fraction", "all/max_voxel"} <= failed(report)

@@ -390,7 +390,8 @@ def _profile_check(ref: np.ndarray, gen: np.ndarray, boot: np.ndarray, min_fract
 
 
 def _outside(response: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (response < lo) | (response > hi)
+    """Outside [lo, hi]; a NaN response (a diverged generator) counts as outside, not as inside."""
+    return ~((response >= lo) & (response <= hi))
 
 
 # per-bin check -> (statistic, offset): the score is gen/ref - offset
