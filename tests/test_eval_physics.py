@@ -184,3 +184,19 @@ def test_non_finite_generated_showers_fail_the_report(toy_reference):
     report = physics_report(toy_reference, gen, TOY, toy_config(), seed=0)
     assert not report.passed and report.overall["outside_fraction"].generated >= 100 / N_TOY
     assert {"all/outside_fraction", "all/max_voxel"} <= failed(report)
+
+
+def test_the_readout_threshold_is_applied_to_energies_and_hits(toy_reference):
+    """Sub-threshold deposits count for nothing: spraying them into empty voxels changes neither the response nor
+    the hit fraction, and the caller's showers are left as they were."""
+    showers = toy_showers(N_TOY, seed=2)
+    clean = showers.showers.copy()
+    clean[:, ::2] = 0.0  # empty voxels
+    sprayed = clean.copy()
+    sprayed[:, ::2] = 0.4  # MeV, below the 0.5 MeV threshold
+    assert clean[clean > 0].min() >= 0.5  # every real deposit is read out
+    plain, noisy = (physics_report(toy_reference, CaloShowers(showers.incident_energy, s), TOY, toy_config(),
+                                   threshold_mev=0.5, seed=0) for s in (clean, sprayed))
+    assert plain.to_dict() == noisy.to_dict()
+    assert plain.bins[0].checks["hit_fraction"].generated == pytest.approx(0.5)
+    assert np.all(sprayed[:, ::2] == np.float32(0.4))

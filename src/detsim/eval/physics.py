@@ -146,8 +146,8 @@ def summarize(showers: CaloShowers, geometry: Geometry, threshold_mev: float = 0
               chunk_rows: int = 1024) -> ShowerSummaries:
     """Reduce showers to `ShowerSummaries`, `chunk_rows` rows at a time (float64 sums, bounded copies).
 
-    A voxel counts as hit when it is positive and at or above `threshold_mev` (the readout threshold; showers
-    already read through it give the same count)."""
+    Voxels below `threshold_mev` (the readout threshold) count for nothing, as in the challenge's evaluation: a
+    hit is a voxel at or above it (and above 0); showers already read through it give the same numbers."""
     if showers.n_voxels != geometry.n_voxels:
         raise ConfigError(f"showers have {showers.n_voxels} voxels, geometry {geometry.name} has {geometry.n_voxels}")
     _, ring = radial_rings(geometry)
@@ -155,12 +155,13 @@ def summarize(showers: CaloShowers, geometry: Geometry, threshold_mev: float = 0
     ring_map[np.arange(geometry.n_voxels), ring] = 1.0
     layers, rings, hits, peaks = [], [], [], []
     for start in range(0, len(showers), chunk_rows):
-        cells = showers.showers[start : start + chunk_rows]
-        wide = cells.astype(np.float64)
-        layers.append(geometry.layer_energies(wide))
-        rings.append(wide @ ring_map)
-        hits.append(np.count_nonzero((cells > 0) & (cells >= threshold_mev), axis=1))
-        peaks.append(cells.max(axis=1, initial=0.0).astype(np.float64))
+        cells = showers.showers[start : start + chunk_rows].astype(np.float64)
+        if threshold_mev > 0:
+            cells[cells < threshold_mev] = 0.0
+        layers.append(geometry.layer_energies(cells))
+        rings.append(cells @ ring_map)
+        hits.append(np.count_nonzero(cells > 0, axis=1))
+        peaks.append(cells.max(axis=1, initial=0.0))
     n_layers, n_rings = geometry.n_layers, ring_map.shape[1]
     return ShowerSummaries(
         showers.incident_energy.astype(np.float64),
@@ -480,9 +481,8 @@ def physics_report(reference: CaloShowers, generated: CaloShowers, geometry: Geo
                    cfg: PhysicsConfig | Mapping[str, Any], threshold_mev: float = 0.0, seed: int = 0) -> PhysicsReport:
     """Compare two in-memory samples bin by bin (`cfg`: the `eval.physics` section of conf/evaluate.yaml).
 
-    Voxels below `threshold_mev` (the readout threshold) do not count as hits; pass showers already read
-    through it when their energies should not count either (the evaluation suite does). `seed` fixes the
-    bootstrap, so the same samples give the same report."""
+    Voxels below `threshold_mev` (the readout threshold, `eval.voxel_threshold_mev`) count for nothing; the
+    inputs are not changed. `seed` fixes the bootstrap, so the same samples give the same report."""
     cfg = cfg if isinstance(cfg, PhysicsConfig) else PhysicsConfig.from_mapping(cfg)
     ref = summarize(reference, geometry, threshold_mev, cfg.chunk_rows)
     gen = summarize(generated, geometry, threshold_mev, cfg.chunk_rows)
