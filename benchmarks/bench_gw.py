@@ -4,7 +4,8 @@ Self-contained, one command (also on a GPU machine with the project installed):
     python benchmarks/bench_gw.py --n 24000 --epochs 10 --device cuda --workers 16
 Prints synthesis samples/s per core, training samples/s, and ROC AUCs (overall and in SNR bins) of the
 CNN, the true-template matched filter (the bound) and the template-bank matched filter, on one test set.
-On a GPU machine without pycbc use detsim/gw/study/bundle.py (here) + detsim/gw/study/device_run.py (there).
+On a GPU machine without pycbc use the G2Net study instead (studies/README.md): `python -m studies.gw.injections` here,
+`python -m studies.gw.cnn_vs_matched_filter` there.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def main() -> None:
     from detsim.gw.matched_filter import baseline_scores
     from detsim.metrics.roc import roc_auc
     from detsim.paths import config_dir
-    from detsim.gw import synthesise
+    from detsim.gw.synth import synthesise
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         sim = compose("simulate", overrides=["simulator=gw"]).simulator

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from stages import child_env, cli, console, log_child_run, run_stage  # noqa: E402
 
+from detsim.cli.signals import stopped_by_signals  # noqa: E402
 from detsim.errors import DetsimError  # noqa: E402
 from detsim.paths import config_dir  # noqa: E402
 from detsim.tracking import default_artifact_location, resolve_tracking_uri  # noqa: E402
@@ -142,4 +143,5 @@ def simulator_argument(argv: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     sys.argv[1:] = simulator_argument(sys.argv[1:])
-    main()
+    with stopped_by_signals():  # SIGTERM/SIGINT: the running stage and its workers end too, exit 128 + signal
+        main()

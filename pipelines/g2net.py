@@ -24,13 +24,14 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from detsim.cli.signals import stopped_by_signals
 from detsim.cli.train import train
 from detsim.gw.report import efficiency_figure, format_table, roc_figure, snr_binned_table
 from detsim.gw.matched_filter import baseline_scores
 from detsim.metrics.roc import roc_auc
 from detsim.paths import config_dir
 from detsim.security import load_checkpoint
-from detsim.gw import synthesise
+from detsim.gw.synth import synthesise
 from detsim.tracking import flatten_config, resolve_tracking_uri
 
 
@@ -105,4 +106,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stopped_by_signals():  # SIGTERM/SIGINT: synthesis workers end too, exit 128 + signal
+        main()

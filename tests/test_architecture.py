@@ -1,6 +1,6 @@
-"""The room rules of docs/architecture.md hold: import-linter's contracts (pyproject.toml) for the package,
-and an AST check for the folders that are not packages (benchmarks never import each other or tests/;
-src never reaches into benchmarks/, pipelines/ or tests/)."""
+"""The room rules of docs/architecture.md hold: import-linter's contracts (pyproject.toml) for the package and the
+studies, and an AST check for the folders that are not packages (benchmarks never import each other or tests/;
+src never reaches into benchmarks/, pipelines/, studies/ or tests/). Each contract kind is shown able to fail."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_import_contracts_are_kept() -> None:
+def _lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """import-linter on the tree at `root` (its src/ and studies/, its pyproject.toml)."""
     linter = Path(sys.executable).with_name("lint-imports")
-    done = subprocess.run([str(linter), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    return subprocess.run([str(linter), "--no-cache"], cwd=root, capture_output=True, text=True,
+                          env={"PYTHONPATH": f"{root / 'src'}:{root}", "PATH": "/usr/bin:/bin"})
+
+
+def test_import_contracts_are_kept() -> None:
+    done = _lint_imports(ROOT)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "BROKEN" not in done.stdout and "KEPT" in done.stdout
 
@@ -49,19 +54,29 @@ def test_the_package_never_reaches_outside_src() -> None:
     offenders = []
     for path in (ROOT / "src").rglob("*.py"):
         imported = _imported_modules(path)
-        if imported & {"benchmarks", "pipelines", "tests", "conftest"} or _path_tricks(path):
+        if imported & {"benchmarks", "pipelines", "studies", "tests", "conftest"} or _path_tricks(path):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders
 
 
+def _planted(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess:
+    """import-linter on a copy of the tree with `line` added to `module` (a path under src/)."""
+    for folder in ("src", "studies"):
+        subprocess.run(["cp", "-r", str(ROOT / folder), str(tmp_path / folder)], check=True)
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    bad = tmp_path / "src" / module
+    bad.write_text(bad.read_text() + f"\n{line}  # noqa\n")
+    return _lint_imports(tmp_path)
+
+
 def test_the_checker_catches_an_upward_import(tmp_path: Path) -> None:
     """The contracts must be able to fail: a model importing eval is reported BROKEN."""
-    src = tmp_path / "src"
-    subprocess.run(["cp", "-r", str(ROOT / "src"), str(src)], check=True)
-    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
-    bad = src / "detsim" / "models" / "shower_cnn.py"
-    bad.write_text(bad.read_text() + "\nfrom detsim.eval import suite  # noqa\n")
-    linter = Path(sys.executable).with_name("lint-imports")
-    done = subprocess.run([str(linter), "--no-cache"], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+    done = _planted(tmp_path, "detsim/models/shower_cnn.py", "from detsim.eval import suite")
     assert done.returncode != 0 and "detsim.models.shower_cnn -> detsim.eval" in done.stdout
+
+
+def test_the_checker_catches_the_product_importing_a_study(tmp_path: Path) -> None:
+    """The product never imports the studies: a GW module importing the G2Net study is reported BROKEN."""
+    done = _planted(tmp_path, "detsim/gw/synth.py", "from studies.gw import samples")
+    assert done.returncode != 0 and "detsim.gw.synth -> studies.gw.samples" in done.stdout, done.stdout[-3000:]
+    assert "The product never imports the studies BROKEN" in done.stdout

@@ -1,4 +1,4 @@
-"""Combining two detection statistics (detsim.metrics.combination, detsim/gw/study/combine.py)."""
+"""Combining two detection statistics (detsim.metrics.combination, studies/gw/combine.py)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_bad_input_is_refused() -> None:
 
 
 def test_gw_combine_reports_the_combination_against_the_bound(tmp_path: Path) -> None:
-    from detsim.gw.study import combine as gw_combine
+    from studies.gw import combine as gw_combine
 
     target, snr, a, b = _two_noisy_views(seed=4)
     bound = 4.0 * snr + np.random.default_rng(6).normal(size=len(target))

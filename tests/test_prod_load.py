@@ -1,4 +1,4 @@
-"""Load: pipelines/load_check.py at its smallest size; simulate, train and generate at once on one sqlite
+"""Load: studies/calo/load_check.py at its smallest size; simulate, train and generate at once on one sqlite
 store, then parallel evaluations on one tracking server, every process done and every MLflow run FINISHED."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from prod_support import REPO, cli_env
 
 @pytest.mark.slow
 def test_parallel_apps_on_one_store_and_evaluations_on_one_server_all_complete(tmp_path):
-    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "load_check.py"), "--work", str(tmp_path / "w"),
+    done = subprocess.run([sys.executable, str(REPO / "studies" / "calo" / "load_check.py"), "--work", str(tmp_path / "w"),
                            "--showers", "64", "--evaluations", "4", "--timeout", "1200"],
                           capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=3000)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

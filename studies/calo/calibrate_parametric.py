@@ -6,7 +6,7 @@ hottest voxel / E_inc, the energy fraction per layer (longitudinal profile, summ
 (radial profile). Features come from `detsim.eval.features.ShowerFeatures` (E_tot/E_inc, layer
 energies, sparsity); only the ring sums, which no feature provides, are summed here.
 
-  PYTHONPATH=src python pipelines/calibrate_parametric.py geant4=/work/g4data/g4_ds2_e_1_100gev_train_n2000_s1.h5 \
+  python -m studies.calo.calibrate_parametric geant4=/work/g4data/g4_ds2_e_1_100gev_train_n2000_s1.h5 \
       [n=1000] [seed=7] [json=table.json] [write=param.h5] [detector.threshold_MeV=0.66 ...]
 
 Every `key=value` that is not one of geant4/n/seed/json/write/geometry/particle is passed on as a
@@ -124,7 +124,7 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         key, _, value = item.partition("=")
         (args.__setitem__(key, value) if key in own else overrides.append(item))
     if "geant4" not in args:
-        raise SystemExit("usage: calibrate_parametric.py geant4=<file or glob> [n=] [seed=] [json=] [write=] [overrides]")
+        raise SystemExit("usage: python -m studies.calo.calibrate_parametric geant4=<file or glob> [n=] [seed=] [json=] [write=] [overrides]")
     return args, overrides
 
 

@@ -1,6 +1,6 @@
 """Load check: detsim apps in parallel against one tracking store, then many evaluations against one server.
 
-    python pipelines/load_check.py --work /tmp/load [--showers 256] [--evaluations 8]
+    python -m studies.calo.load_check --work /tmp/load [--showers 256] [--evaluations 8]
 
 Phase 0 (setup): simulate a reference file, train a tiny VAE that logs its model to a sqlite store.
 Phase 1: simulate, train (a second run) and generate (the setup run's logged model, read from the store)

@@ -6,8 +6,8 @@ sample holds (same incident energies), and reports the low-level classifier AUC 
 two-sample test (held-out simulator vs generated), E_tot/E_inc and hits per layer. A second
 held-out simulator sample gives the AUC floor (simulator vs simulator, ~0.5).
 
-    python pipelines/vae_fidelity.py --device cuda --epochs 80 --jobs 7     # all variants in parallel
-    python pipelines/vae_fidelity.py --n-train 3000 --n-holdout 2000 --epochs 1 --variants atlas hurdle_fitted
+    python -m studies.calo.vae_fidelity --device cuda --epochs 80 --jobs 7     # all variants in parallel
+    python -m studies.calo.vae_fidelity --n-train 3000 --n-holdout 2000 --epochs 1 --variants atlas hurdle_fitted
 """
 
 from __future__ import annotations

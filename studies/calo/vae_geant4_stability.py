@@ -4,8 +4,8 @@ Every cell is a real `detsim-train` fit (`detsim.cli.train.train` on the compose
 on a small shower file; a cell passes when the fit reaches its last epoch and every train/val loss it logged is
 finite. A non-finite training loss stops the fit (`FiniteLossGuard` names step and term): the cell reads "no".
 
-    python pipelines/vae_geant4_stability.py --ds2 g4_ds2.h5 --ds3 g4_ds3.h5 --ds1 param_ds1_photons.h5
-    python pipelines/vae_geant4_stability.py --ds2 g4_ds2.h5 --recipes ds2 --seeds 1 --precisions 32-true
+    python -m studies.calo.vae_geant4_stability --ds2 g4_ds2.h5 --ds3 g4_ds3.h5 --ds1 param_ds1_photons.h5
+    python -m studies.calo.vae_geant4_stability --ds2 g4_ds2.h5 --recipes ds2 --seeds 1 --precisions 32-true
 
 The dataset-1 photon recipe runs on whatever file `--ds1` names: the Geant4 backend has no ATLAS-like
 geometry, so the study uses parametric showers there (`--ds1` made with `detsim-simulate` if it is missing).

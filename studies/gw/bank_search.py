@@ -6,9 +6,9 @@ signals (the trials factor), and templates that miss a signal keep only a fracti
 how far a well-covered search gets, so the CNN's shortfall can be split into what any search loses and what the
 network loses:
 
-    python detsim.gw.study.bank_search --compare outputs/rescored/* --n-test 10000 --out outputs/gw_bank_search
+    python -m studies.gw.bank_search --compare outputs/rescored/* --n-test 10000 --out outputs/gw_bank_search
 
-It fits the whitener exactly as the compared runs did (their training bundle and n_train, as gw_rescore.py),
+It fits the whitener exactly as the compared runs did (their training bundle and n_train, as `rescore` does),
 places the bank of conf/gw/bank/<--bank> (progress shown), reports its coverage (fitting factors of test binaries
 per chirp-mass bin, for it and the grid bank), and scores the first --n-test test samples with the true templates,
 the bank's max and its marginalised statistic, with uniform and with prior-mass template weights. With --compare it adds the runs' mean CNN score (symmetric views)
@@ -21,26 +21,30 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from omegaconf import OmegaConf
 
-from detsim.gw.study.device_run import (Bundle, matched_filter, matched_filter_scores, rebuild_split, report_scores,  # noqa: E402
-                           template_waves)
-from detsim.gw.study.combine import CHIRP_EDGES, add_combination, differences  # noqa: E402
-from detsim.gw.study.ensemble import RunScores, chirp_mass_table, chirp_masses_of_test_set, ensemble_scores  # noqa: E402
-from detsim.gw.study.rescore import run_whitener  # noqa: E402
+from detsim.gw.matched_filter import marginalised
+from detsim.gw.priors import draw_parameters
+from detsim.gw.report import format_table, snr_binned_table
+from detsim.gw.template_bank import (bank_parameters, best_templates, chirp_mass, fitting_factors, place_bank,
+                                     prior_log_weights, unit_spectra)
+from detsim.paths import config_dir
 
+from studies.gw.auc_gap import report_scores
+from studies.gw.combine import CHIRP_EDGES, add_combination, differences
+from studies.gw.ensemble import RunScores, chirp_mass_table, chirp_masses_of_test_set, ensemble_scores
+from studies.gw.rescore import run_whitener
+from studies.gw.samples import Bundle, rebuild_split
+from studies.gw.templates import matched_filter, matched_filter_scores, template_waves
 
 
 def bank_config(name: str, overrides: Sequence[str]) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    from detsim.paths import config_dir
-
     path = config_dir() / "gw" / "bank" / f"{name}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"no bank config {path}; choose one of {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
@@ -69,8 +73,6 @@ def print_coverage(rows: list[dict[str, Any]], minimal_match: float) -> None:
 def coverage_report(test: Bundle, mf: Any, spectra: Any, name: str, n_binaries: int,
                     minimal_match: float) -> list[dict[str, Any]]:
     """Fitting factors of the first test binaries with the bank and with the grid bank, printed and returned."""
-    from detsim.gw.template_bank import bank_parameters, chirp_mass, fitting_factors, unit_spectra
-
     n = int(test.meta["n_samples"])
     n_lags = mf._lags(n)[0]
     n_cov = min(n_binaries, len(test.arrays["test_wave_peak"]))
@@ -87,9 +89,6 @@ def coverage_report(test: Bundle, mf: Any, spectra: Any, name: str, n_binaries: 
 
 def prior_weights(test: Bundle, mf: Any, spectra: Any, n_draws: int, seed: int) -> np.ndarray:
     """ln prior mass of each template: its share of `n_draws` prior draws that it matches best."""
-    from detsim.gw.template_bank import best_templates, prior_log_weights, unit_spectra
-    from detsim.gw.priors import draw_parameters
-
     n = int(test.meta["n_samples"])
     rng = np.random.default_rng(seed)
     draws = unit_spectra(mf.template_spectra([draw_parameters(test.sim["priors"], rng) for _ in range(n_draws)], n))
@@ -118,7 +117,7 @@ def write_outputs(out: Path, report: dict[str, Any], bank: list[dict[str, float]
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--compare", nargs="*", default=[], help="gw_rescore.py / gw_device_run.py output folders scored "
+    ap.add_argument("--compare", nargs="*", default=[], help="run folders of `rescore` or `cnn_vs_matched_filter` scored "
                     "on the test bundle: their mean CNN score joins the comparison and sets the defaults below")
     ap.add_argument("--test-bundle", default=None, help="bundle whose test split is scored (default: the runs')")
     ap.add_argument("--train-bundle", default=None, help="bundle whose noise fits the whitener (default: the runs')")
@@ -133,12 +132,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--workers", type=int, default=2, help="rebuild processes")
     ap.add_argument("--out", type=Path, default=Path("outputs/gw_bank_search"))
     args = ap.parse_args(argv)
-    import torch
-
-    from detsim.gw.report import format_table, snr_binned_table
-    from detsim.gw.matched_filter import marginalised
-    from detsim.gw.template_bank import place_bank
-
     runs = [RunScores.load(path) for path in args.compare]
     first = runs[0].report if runs else {}
     test_path = args.test_bundle or first.get("bundle")

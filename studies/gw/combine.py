@@ -5,9 +5,9 @@ weighted sum of their standardised statistics, with the weight fitted on other s
 two-fold cross-fitting), scores a higher AUC than either, then a detector at least that good exists, and the
 better of the two has at least that much left to gain:
 
-    python detsim.gw.study.combine outputs/gw_bank_search/gw_test_scores.npz --bundle .gwbundle/test40k.npz
+    python -m studies.gw.combine outputs/gw_bank_search/gw_test_scores.npz --bundle .gwbundle/test40k.npz
 
-Reads a gw_test_scores.npz (gw_bank_search.py, gw_device_run.py or gw_rescore.py output), prints the combined
+Reads a gw_test_scores.npz (the output of `bank_search`, `cnn_vs_matched_filter` or `rescore`), prints the combined
 statistic's AUC next to its parts and to the true-template bound with DeLong errors, per SNR bin and, given the
 test bundle, per chirp-mass bin. Writes OUT/gw_combine.json with --out.
 """
@@ -16,15 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from omegaconf import OmegaConf
 
-from detsim.gw.study.device_run import Bundle, report_scores  # noqa: E402
+from detsim.gw.report import format_table
+from detsim.metrics.combination import crossfit_combination
+from detsim.metrics.roc import auc_difference
+from detsim.paths import config_dir
 
-CHIRP_EDGES = [5.0, 15.0, 20.0, 25.0, 30.0, 50.0]   # chirp-mass bins (Msun) of the tables here and in gw_bank_search
+from studies.gw.auc_gap import report_scores
+from studies.gw.ensemble import chirp_mass_table, chirp_masses_of_test_set
+from studies.gw.samples import Bundle
+
+CHIRP_EDGES = [5.0, 15.0, 20.0, 25.0, 30.0, 50.0]   # chirp-mass bins (Msun) of the tables here and in `bank_search`
 
 
 def default_search(scores: dict[str, np.ndarray]) -> str:
@@ -39,8 +46,6 @@ def default_search(scores: dict[str, np.ndarray]) -> str:
 
 def differences(scores: dict[str, np.ndarray], target: np.ndarray, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     """AUC(a) - AUC(b) with DeLong's standard error for each pair present."""
-    from detsim.metrics.roc import auc_difference
-
     rows = []
     for a, b in pairs:
         if a in scores and b in scores:
@@ -54,8 +59,6 @@ def add_combination(scores: dict[str, np.ndarray], target: np.ndarray, a: str, b
                     seed: int = 0) -> tuple[str, list[float]]:
     """Add the cross-fitted combination of statistics `a` and `b` to `scores` as '<a>+<b>'; returns the key and the
     share of `b` fitted in each fold."""
-    from detsim.metrics.combination import crossfit_combination
-
     for name in (a, b):
         if name not in scores:
             raise KeyError(f"no statistic '{name}' among {sorted(scores)}")
@@ -78,12 +81,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--target", type=float, default=0.02, help="allowed AUC shortfall against the true-template MF")
     ap.add_argument("--out", type=Path, default=None, help="folder for gw_combine.json (default: print only)")
     args = ap.parse_args(argv)
-    from detsim.gw.study.ensemble import chirp_mass_table, chirp_masses_of_test_set
-    from omegaconf import OmegaConf
-
-    from detsim.gw.report import format_table
-    from detsim.paths import config_dir
-
     with np.load(args.scores) as data:
         arrays = {k: data[k] for k in data.files}
     target, snr = arrays.pop("target"), arrays.pop("snr")

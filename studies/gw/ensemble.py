@@ -1,29 +1,29 @@
-"""Score an ensemble of 1D CNNs trained by separate `detsim.gw.study.device_run` runs on the same bundle: the mean of
+"""Score an ensemble of 1D CNNs trained by separate `studies.gw.cnn_vs_matched_filter` runs on the same bundle: the mean of
 their logits (each run's configured view) against the matched filters those runs measured on the same test set.
 
 Independently trained networks make partly independent errors on a noisy test set, so averaging them is the
 cheapest way to more AUC once one network has stopped improving; every G2Net top entry was such an ensemble.
 Runs already trained are combined without re-training (one run alone gives its own tables, among them
-the chirp-mass breakdown that gw_device_run does not print):
-    PYTHONPATH=src python3 detsim.gw.study.ensemble outputs/run_seed1 outputs/run_seed2 --out outputs/ensemble
+the chirp-mass breakdown that a single run does not print):
+    python -m studies.gw.ensemble outputs/run_seed1 outputs/run_seed2 --out outputs/ensemble
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from detsim.gw.study.device_run import VIEWS, Bundle, report_scores  # noqa: E402
+from detsim.gw.report import format_table, snr_binned_table
+from detsim.gw.template_bank import chirp_mass
 
-from detsim.gw.report import format_table  # noqa: E402
-
-REPORT, SCORES = "gw_device_run.json", "gw_test_scores.npz"
+from studies.gw.auc_gap import VIEWS, report_scores
+from studies.gw.cnn_vs_matched_filter import REPORT, SCORES
+from studies.gw.samples import Bundle
 
 
 @dataclass
@@ -39,7 +39,7 @@ class RunScores:
         path = Path(path)
         missing = [name for name in (REPORT, SCORES) if not (path / name).is_file()]
         if missing:
-            raise FileNotFoundError(f"{path} is not a gw_device_run output: missing {', '.join(missing)}")
+            raise FileNotFoundError(f"{path} is not a cnn_vs_matched_filter run folder: missing {', '.join(missing)}")
         with np.load(path / SCORES) as data:
             scores = {k: data[k] for k in data.files}
         return cls(path, json.loads((path / REPORT).read_text()), scores)
@@ -75,8 +75,6 @@ def ensemble_scores(runs: list[RunScores], view: str = "symmetric") -> dict[str,
 
 def chirp_masses_of_test_set(bundle: Bundle, n: int) -> np.ndarray:
     """Chirp mass of the binary behind each of the first n test samples (noise-only: drawn, not injected)."""
-    from detsim.gw.template_bank import chirp_mass
-
     mass1, mass2 = bundle.arrays["test_wave_intrinsic"][bundle.arrays["test_wave"][:n]][:, :2].T
     return chirp_mass(mass1.astype(np.float64), mass2.astype(np.float64))
 
@@ -86,8 +84,6 @@ def chirp_mass_table(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.
     """AUC and efficiency of signals with injected SNR in `snr_range`, per chirp-mass bin, against all noise:
     where in the mass range a detector loses to the matched filter (long low-mass chirps need coherent
     integration over many cycles; short heavy ones do not)."""
-    from detsim.gw.report import snr_binned_table
-
     target = target.astype(bool)
     keep = ~target | ((snr >= snr_range[0]) & (snr < snr_range[1]))
     return snr_binned_table({k: v[keep] for k, v in scores.items()}, target[keep], mchirp[keep], edges, false_alarm)
@@ -95,7 +91,7 @@ def chirp_mass_table(scores: dict[str, np.ndarray], target: np.ndarray, snr: np.
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", help="output folders of gw_device_run.py (same bundle and test set)")
+    ap.add_argument("runs", nargs="+", help="run folders of studies.gw.cnn_vs_matched_filter (same bundle and test set)")
     ap.add_argument("--bundle", default=None, help="the runs' bundle, for the SNR bins and model config "
                                                    "(default: the one the first run names)")
     ap.add_argument("--view", choices=sorted(VIEWS), default="symmetric",

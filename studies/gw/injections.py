@@ -1,5 +1,6 @@
-"""Everything pycbc contributes to a synthetic GW train/test set, packed so a machine without pycbc can
-rebuild the set with numpy (detsim.gw.study.device_run).
+"""The injections of the G2Net study: everything pycbc contributes to a synthetic GW train/test set (waveforms,
+antenna patterns and delays, PSDs), drawn from the simulator's priors and written as one bundle (.npz), so a
+machine without pycbc can rebuild the samples with numpy (`studies.gw.samples`).
 
 pycbc is needed for three things only: waveforms, antenna patterns/light-travel delays and the analytic
 PSDs. This script draws from the simulator's priors (conf/gw/priors) and stores
@@ -8,14 +9,14 @@ PSDs. This script draws from the simulator's priors (conf/gw/priors) and stores
     normalised to unit peak, float16, ragged in one flat array;
   * per sample: label, binary index, inclination, coa_phase, sky position, polarisation, merger time,
     requested network SNR, and pycbc's F+, Fx and Earth-centre delay per detector;
-  * the grid template bank of conf/gw/bank/grid (same cut), for the bank matched filter (gw_bank_search.py
+  * the grid template bank of conf/gw/bank/grid (same cut), for the bank matched filter (`bank_search`
     places and scores the stochastic bank of conf/gw/bank/default, which needs the fitted whitener);
   * the PSDs on the 2 s grid (SNR) and on the noise grid, and the resolved configs (simulator,
     preprocessing, model, data, bank) as JSON, so the other side needs no Hydra.
 Orientation is applied on the other side with `detsim.gw.waveform.orient` (exact for 22-mode
 approximants such as IMRPhenomD), so each sample still has its own inclination and phase.
 
-    python detsim.gw.study.bundle --n-train 26000 --n-test 4000 --k-train 3000 --k-test 600 --out .gwbundle/bundle.npz
+    python -m studies.gw.injections --n-train 26000 --n-test 4000 --k-train 3000 --k-test 600 --out .gwbundle/bundle.npz
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from rich.progress import track
 
+from detsim.gw.noise import analytic_psd
 from detsim.gw.priors import draw_parameters
+from detsim.gw.synth import antenna
+from detsim.gw.template_bank import bank_parameters
+from detsim.gw.waveform import polarisations
+from detsim.paths import config_dir
 
 SPLITS = {"train": 0, "test": 1}          # stream codes of the per-sample generators
 WAVE_STREAM = {"train": 2, "test": 3}     # stream codes of the binaries' generators
@@ -39,11 +48,6 @@ EXTRINSIC = ("inclination", "coa_phase", "ra", "dec", "polarization", "t_merger"
 
 def compose_configs(overrides: list[str] | None = None) -> dict[str, Any]:
     """Resolved simulator, preprocessing, model, data and bank configs as plain containers."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from detsim.paths import config_dir
-
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         sim = compose("simulate", overrides=["simulator=gw", *(overrides or [])]).simulator
         train = compose("train", overrides=["experiment=g2net_1dcnn"])
@@ -56,8 +60,6 @@ def compose_configs(overrides: list[str] | None = None) -> dict[str, Any]:
 
 def draw_extrinsics(sim: Mapping[str, Any], split: str, n: int, n_waves: int, seed: int) -> dict[str, np.ndarray]:
     """Per-sample label and source parameters (the simulator's priors; masses/spins come from binary `wave`)."""
-    from detsim.gw.synth import antenna
-
     rngs = [np.random.default_rng([seed, SPLITS[split], i]) for i in range(n)]
     target = np.array([rng.random() < float(sim["signal_fraction"]) for rng in rngs], dtype=np.int8)
     params = [draw_parameters(sim["priors"], rng) for rng in rngs]
@@ -80,8 +82,6 @@ def cut_waveform(intrinsic: np.ndarray, sim: Mapping[str, Any], lead: int, taper
                  ) -> tuple[np.ndarray, int, float]:
     """Face-on, zero-phase h+ of one binary cut to [merger - lead - taper, end of ringdown above `tail` x peak],
     with a half-Hann taper where the cut removes inspiral; returns (h+ / peak, merger index in it, peak)."""
-    from detsim.gw.waveform import polarisations
-
     params = dict(zip(INTRINSIC, map(float, intrinsic)), distance=1.0, inclination=0.0, coa_phase=0.0)
     pol = polarisations(params, str(sim["approximant"]), float(sim["sample_rate"]), float(sim["f_lower"]))
     amp = np.hypot(pol.plus, pol.cross)
@@ -108,8 +108,6 @@ def _cut_job(index: int) -> tuple[int, np.ndarray, int, float]:
 def pack_waveforms(intrinsic: np.ndarray, sim: Mapping[str, Any], lead: int, taper: int, tail: float,
                    workers: int, progress: bool) -> dict[str, np.ndarray]:
     """Ragged float16 storage: data (flat), offset (k+1), merger (k), peak (k)."""
-    from rich.progress import track
-
     _JOB.update(intrinsic=intrinsic, sim=sim, lead=lead, taper=taper, tail=tail)
     k = len(intrinsic)
     pieces: list[np.ndarray | None] = [None] * k
@@ -132,8 +130,6 @@ def build_bundle(out: str | Path, n_train: int, n_test: int, k_train: int, k_tes
                  noise_seed: int = 7, workers: int = 1, taper: int = 256, tail: float = 1e-3,
                  overrides: list[str] | None = None, progress: bool = True, bank: bool = True) -> Path:
     """Draw, compute with pycbc and write the bundle (.npz, compressed); returns its path."""
-    from detsim.gw.noise import analytic_psd
-
     cfg = compose_configs(overrides)
     sim = cfg["simulator"]
     fs = float(sim["sample_rate"])
@@ -149,8 +145,6 @@ def build_bundle(out: str | Path, n_train: int, n_test: int, k_train: int, k_tes
         waves = pack_waveforms(draw_binaries(sim, split, k, seed), sim, lead, taper, tail, workers, progress)
         arrays.update({f"{split}_wave_{key}": value for key, value in waves.items()})
     if bank:   # the template-bank matched filter's templates, so the other side can score the bank search too
-        from detsim.gw.template_bank import bank_parameters
-
         grid = np.array([[p[name] for name in INTRINSIC] for p in bank_parameters(cfg["bank"], sim["priors"])])
         waves = pack_waveforms(grid, sim, lead, taper, tail, workers, progress)
         arrays.update({f"bank_wave_{key}": value for key, value in waves.items()})

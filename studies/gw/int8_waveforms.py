@@ -1,30 +1,32 @@
-"""Pack a GW bundle (detsim.gw.study.bundle) small enough to travel to a GPU machine that takes ~64 MiB.
+"""The training waveforms of a bundle (`studies.gw.injections`) rounded to int8, so it travels to a GPU machine
+that takes ~64 MiB; and what the rounding costs in SNR.
+
+Packing makes a bundle small enough to travel to a GPU machine that takes ~64 MiB.
 
 The 60k bundle is 110 MiB, 102 of them the training binaries' face-on h+ in float16. Packing stores those as
 int8 with a scale per binary, and the training samples' parameters in float32; the test split, the PSDs and
 the configs stay bit for bit, so runs on the packed bundle are scored on the very test set of the full one
-and can be averaged with them (detsim.gw.study.ensemble). `--drop-bank` leaves out the template bank
-(the bank search is scored elsewhere; `gw_device_run --no-bank`).
+and can be averaged with them (`studies.gw.ensemble`). `--drop-bank` leaves out the template bank
+(the bank search is scored elsewhere; `cnn_vs_matched_filter --no-bank`).
 
 Rounding h+ to 1/254 of its peak adds white noise far below the detector's: the script prints the optimal SNR
 of the difference (packed - full) of rebuilt training signals, at their injected SNR, so the cost is measured
 for each pack, not assumed.
 
-    python detsim.gw.study.bundle_pack .gwbundle/bundle60k.npz .gwbundle/bundle60k_int8.npz --drop-bank
+    python -m studies.gw.int8_waveforms .gwbundle/bundle60k.npz .gwbundle/bundle60k_int8.npz --drop-bank
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from detsim.gw.study.device_run import Bundle, rebuild_signal
-
 from detsim.gw.noise import optimal_snr
+
+from studies.gw.samples import Bundle, rebuild_signal
 
 INT8_PEAK = 127
 
@@ -57,13 +59,13 @@ def rounding_snr(full: Bundle, packed: Bundle, n: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("bundle", type=Path, help="bundle written by detsim.gw.study.bundle")
+    ap.add_argument("bundle", type=Path, help="bundle written by studies.gw.injections")
     ap.add_argument("out", type=Path, help="packed bundle to write (.npz)")
     ap.add_argument("--drop-bank", action="store_true", help="leave out the template bank")
     ap.add_argument("--check", type=int, default=200, help="labelled training samples whose rounding SNR is measured")
     args = ap.parse_args(argv)
     if not args.bundle.is_file():
-        raise FileNotFoundError(f"{args.bundle}: no such bundle (write one with detsim.gw.study.bundle)")
+        raise FileNotFoundError(f"{args.bundle}: no such bundle (write one with studies.gw.injections)")
     full = Bundle.load(args.bundle)
     if full.arrays["train_wave_data"].dtype == np.int8:
         raise ValueError(f"{args.bundle} is packed already")

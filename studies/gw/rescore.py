@@ -1,33 +1,37 @@
-"""Score finished `detsim.gw.study.device_run` networks on another test set, such as a ten times larger one.
+"""Score finished `studies.gw.cnn_vs_matched_filter` networks on another test set, such as a ten times larger one.
 
 On the 4,000-sample test set the DeLong error of the CNN's gap to the true-template matched filter is ~0.003,
 larger than a miss of 0.001, so a verdict that close needs more test samples. This script re-scores saved runs on
-a test bundle written by detsim.gw.study.bundle (another seed, the same simulator and preprocessing configs):
+a test bundle written by studies.gw.injections (another seed, the same simulator and preprocessing configs):
 
-    python detsim.gw.study.bundle --n-train 20 --k-train 4 --n-test 40000 --k-test 6000 --seed 2026 --noise-seed 2027 --out .gwbundle/test40k.npz
-    python detsim.gw.study.rescore RUN_DIR... --test-bundle .gwbundle/test40k.npz --out outputs/rescored
-    python detsim.gw.study.ensemble outputs/rescored/*
+    python -m studies.gw.injections --n-train 20 --k-train 4 --n-test 40000 --k-test 6000 --seed 2026 --noise-seed 2027 --out .gwbundle/test40k.npz
+    python -m studies.gw.rescore RUN_DIR... --test-bundle .gwbundle/test40k.npz --out outputs/rescored
+    python -m studies.gw.ensemble outputs/rescored/*
 
-Each network is read from its run folder (gw_1dcnn.pt, net config and precision in gw_device_run.json). The
+Each network is read from its run folder (gw_1dcnn.pt, net config and precision in its report). The
 whitener is fitted again exactly as in training: the noise-only rows among the first n_train training samples of
 the run's own bundle, re-built from the same seeds. So the scores are the ones the run would have given on this set.
-Per run it writes OUT/<run>/gw_device_run.json and gw_test_scores.npz, which gw_ensemble.py reads.
+Per run it writes OUT/<run>/ a run folder of the same layout (report and gw_test_scores.npz), which `ensemble` reads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from detsim.gw.study.device_run import (Bundle, configured_view, matched_filter_scores, network_of, rebuild_split, report_scores,
-                           cnn_test_scores, whitener_of)
-from detsim.gw.study.ensemble import REPORT, SCORES
+from detsim.gw.whiten import Whitener
+
+from studies.gw.auc_gap import configured_view, report_scores
+from studies.gw.cnn_training import cnn_test_scores, network_of
+from studies.gw.cnn_vs_matched_filter import REPORT, SCORES, WEIGHTS
+from studies.gw.samples import Bundle, rebuild_split, whitener_of
+from studies.gw.templates import matched_filter_scores
 
 MATCHING = ("simulator", "preprocessing")   # what must agree for the test set to be drawn like the training set
 
@@ -41,13 +45,14 @@ def check_drawn_alike(train: Bundle, test: Bundle, train_path: str, test_path: s
             raise ValueError(f"{test_path} is not drawn like {train_path}: their {section} configs differ in {keys}")
 
 
-def training_whitener(bundle: Bundle, n_train: int, workers: int) -> Any:
+def training_whitener(bundle: Bundle, n_train: int, workers: int) -> Whitener:
     """The whitener a run on `bundle` fitted: on the noise-only rows among its first n_train training samples."""
     raw, _ = rebuild_split(bundle, "train", n_train, workers, progress=False)
     return whitener_of(bundle, raw[bundle.arrays["train_target"][:n_train] == 0])
 
 
-def run_whitener(report: dict[str, Any], train_path: str, n_train: int, test: Bundle, test_path: str, workers: int) -> Any:
+def run_whitener(report: dict[str, Any], train_path: str, n_train: int, test: Bundle, test_path: str,
+                 workers: int) -> Whitener:
     """The whitener a run (its report) fitted, after checking that `test` is drawn like the run's training bundle."""
     train = Bundle.load(train_path)
     check_drawn_alike(train, test, train_path, test_path)
@@ -56,17 +61,15 @@ def run_whitener(report: dict[str, Any], train_path: str, n_train: int, test: Bu
     return training_whitener(train, n_train, workers)
 
 
-def load_network(run_dir: Path, report: dict[str, Any]) -> Any:
-    import torch
-
+def load_network(run_dir: Path, report: dict[str, Any]) -> torch.nn.Module:
     net = network_of(report["net"])
-    net.load_state_dict(torch.load(run_dir / "gw_1dcnn.pt", map_location="cpu", weights_only=True))
+    net.load_state_dict(torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=True))
     return net
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="output folders of gw_device_run.py")
+    ap.add_argument("runs", nargs="+", type=Path, help="run folders of studies.gw.cnn_vs_matched_filter")
     ap.add_argument("--test-bundle", required=True, help="bundle whose test split scores the networks")
     ap.add_argument("--train-bundle", default=None, help="the runs' training bundle (default: as in their reports)")
     ap.add_argument("--n-test", type=int, default=0, help="use the first n test samples (0: all)")
@@ -75,11 +78,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     ap.add_argument("--target", type=float, default=0.02, help="allowed AUC shortfall of the CNN vs the MF")
     ap.add_argument("--out", type=Path, default=Path("outputs/gw_rescored"))
     args = ap.parse_args(argv)
-    import torch
-
     for run_dir in args.runs:
-        if not (run_dir / REPORT).is_file() or not (run_dir / "gw_1dcnn.pt").is_file():
-            raise FileNotFoundError(f"{run_dir} is not a gw_device_run output: needs {REPORT} and gw_1dcnn.pt")
+        if not (run_dir / REPORT).is_file() or not (run_dir / WEIGHTS).is_file():
+            raise FileNotFoundError(f"{run_dir} is not a cnn_vs_matched_filter run folder: needs {REPORT} and {WEIGHTS}")
     test = Bundle.load(args.test_bundle)
     n_test = min(args.n_test or test.size("test"), test.size("test"))
     t0 = time.perf_counter()

@@ -6,22 +6,10 @@ compose API) so a test or notebook gets realistic showers in one call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from detsim.showers import CaloShowers
-
-
-def __getattr__(name: str) -> Any:
-    """`simulate_showers` on first use: importing `detsim.gw` must not pull in the calorimeter stack and its
-    Hydra/OmegaConf imports (detsim/gw/study/device_run.py runs where only numpy and torch are installed)."""
-    if name == "simulate_showers":
-        from detsim.sim.calo.shower import simulate_showers
-
-        return simulate_showers
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from detsim.showers import CaloShowers
+from detsim.sim.calo.shower import simulate_showers
 
 
 def quick_sample(
@@ -36,7 +24,6 @@ def quick_sample(
 
     The same (geometry, particle, n, seed, overrides) gives the same showers as `detsim-simulate`.
     """
-    from detsim.showers import CaloShowers
     from detsim.sim.calo.config import compose_simulate_config, plan_from_config
     from detsim.sim.calo.runner import iter_chunks
 
@@ -47,9 +34,7 @@ def quick_sample(
     sim = cfg.simulator
     parts = list(iter_chunks(plan, n, seed, max(n, 1), int(sim.block_size), int(sim.get("threads", 1)), e))
     if not parts:
-        from detsim.sim.calo.shower import simulate_showers as _sim
-
-        return _sim(plan.geometry, plan.detector, plan.particle, np.zeros(0) + 1.0, np.random.default_rng(seed))[:0]
+        return simulate_showers(plan.geometry, plan.detector, plan.particle, np.zeros(0) + 1.0, np.random.default_rng(seed))[:0]
     return CaloShowers.concatenate(parts)
 
 
