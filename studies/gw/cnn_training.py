@@ -96,7 +96,9 @@ class StrainBatches(torch.utils.data.IterableDataset):
 
 
 def _loader(batches: StrainBatches) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(batches, batch_size=None)   # batches come whole, already on the device
+    """Batches come whole, already on the device. The loader's own generator keeps it from drawing its base seed
+    from torch's global stream, which the augmentations draw from (so the global stream is the model's alone)."""
+    return torch.utils.data.DataLoader(batches, batch_size=None, generator=torch.Generator())
 
 
 class BudgetedGWClassifier(GWClassifier):
