@@ -132,3 +132,16 @@ def test_the_handler_ends_forked_workers_and_plain_children(tmp_path: Path, sign
     assert len(workers) == 3 and proc.returncode == 128 + signum, log
     assert not _alive(workers), f"children outlived the app: {_alive(workers)}"
     assert f"stopped by {signum.name}" in log and "Traceback" not in log, log
+
+
+def test_the_handler_is_installed_only_while_the_app_runs() -> None:
+    """In-process apps (tests, notebooks) get their own handlers back, whatever way the app ends."""
+    from detsim.cli.signals import stopped_by_signals
+
+    before = {s: signal.getsignal(s) for s in SIGNALS}
+    with stopped_by_signals():
+        assert all(signal.getsignal(s) is not before[s] for s in SIGNALS)
+    with pytest.raises(ValueError, match="an ordinary error"):
+        with stopped_by_signals():
+            raise ValueError("an ordinary error passes through unchanged")
+    assert {s: signal.getsignal(s) for s in SIGNALS} == before
