@@ -67,7 +67,8 @@ class EnergyMap(nn.Module):
         self.max_voxel_fraction = float(max_voxel_fraction)
         self.register_buffer("to_layers", layer_matrix(bounds), persistent=False)
         self.register_buffer("voxel_layer", layer_of_voxel(bounds), persistent=False)
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        # no state without tables: models trained before the energy map load unchanged
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool), persistent=not isinstance(self, NoEnergyMap))
         self.enabled = True
 
     @property
