@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any, Mapping
 
 import hydra
 import mlflow
@@ -22,6 +23,7 @@ from stages import child_env, cli, console, log_child_run, run_stage  # noqa: E4
 
 from detsim.cli.signals import stopped_by_signals  # noqa: E402
 from detsim.errors import DetsimError  # noqa: E402
+from detsim.eval.physics import flat_physics_metrics  # noqa: E402
 from detsim.paths import config_dir  # noqa: E402
 from detsim.tracking import default_artifact_location, resolve_tracking_uri  # noqa: E402
 
@@ -42,6 +44,22 @@ def simulator_overrides(cfg: DictConfig) -> list[str]:
     if cfg.source == "geant4" and cfg.get("geant4_data_dir"):
         extra.append(f"geant4.data_dir={cfg.geant4_data_dir}")
     return extra
+
+
+EVALUATION_KEYS = ("auc_low", "auc_high", "separation_power_mean")
+PHYSICS_KEYS = ("physics/passed", "physics/n_failed")
+
+
+def evaluation_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The evaluate stage's headline numbers (its metrics.json) for the parent run and the summary table: the
+    classifier AUCs, the mean separation power and the physics report's verdict, `physics/passed` (0/1) and
+    `physics/n_failed`, named as the evaluate run logs them (detsim.eval.physics.flat_physics_metrics). A number
+    the evaluation did not make (a classifier not run, `eval.physics.enabled=false`) is left out."""
+    metrics = {key: float(result[key]) for key in EVALUATION_KEYS if result.get(key) is not None}
+    if result.get("physics"):
+        flat = flat_physics_metrics(result["physics"])
+        metrics.update({key: flat[key] for key in PHYSICS_KEYS})
+    return metrics
 
 
 def run_pipeline(cfg: DictConfig) -> dict[str, float]:
@@ -102,10 +120,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, float]:
                  *extra["evaluate"]],
                 env,
             )
-            result = json.loads((out / "eval" / "metrics.json").read_text())
-            for key in ("auc_low", "auc_high", "separation_power_mean"):
-                if key in result and result[key] is not None:
-                    metrics[key] = float(result[key])
+            metrics.update(evaluation_metrics(json.loads((out / "eval" / "metrics.json").read_text())))
             mlflow.log_artifact(str(out / "eval" / "metrics.json"))
         mlflow.log_metrics(metrics)
         run_id = parent.info.run_id
