@@ -51,8 +51,8 @@ def test_kept_epoch_is_the_first_with_the_best_validation_accuracy_not_the_lowes
     x, y = noisy_labels(600, seed=0)
     by_acc = fit_classifier(wide_mlp, x, y, FIT | {"best_epoch_by": "accuracy"}, seed=0)
     by_loss = fit_classifier(wide_mlp, x, y, FIT | {"best_epoch_by": "loss"}, seed=0)
-    acc = [h["val_acc"] for h in by_acc.history]
-    loss = [h["val_loss"] for h in by_loss.history]
+    acc = [h["val/acc"] for h in by_acc.history]
+    loss = [h["val/loss"] for h in by_loss.history]
     assert len(acc) == len(loss) == FIT["max_epochs"]
     # the over-fitting network: loss is lowest early and then climbs well above its minimum
     assert int(np.argmin(loss)) < FIT["max_epochs"] // 2 and loss[-1] > 1.2 * min(loss)

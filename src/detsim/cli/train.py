@@ -20,8 +20,9 @@ from detsim.cli.app import hydra_app
 from detsim.errors import ConfigError, DetsimError
 from detsim.io.checkpoint import AtomicCheckpointIO
 from detsim.security import checked_output_dir, load_checkpoint
-from detsim.tracking import (data_files, flatten_config, log_artifact, log_text, make_mlflow_logger, mark_run_failed,
-                             start_system_metrics, stop_system_metrics)
+from detsim.learn.artifacts import log_artifact, log_text
+from detsim.tracking import (data_files, flatten_config, make_mlflow_logger, mark_run_failed, start_system_metrics,
+                             stop_system_metrics)
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import numpy as np
 from detsim.errors import ConfigError
 from detsim.eval.two_sample import BinaryClassifier, fit_classifier
 from detsim.eval.features import low_level_inputs
-from detsim.metrics.roc import PidScore, RocCurve, background_rejection, roc_auc, save_roc_plot
+from detsim.metrics.plots import save_roc_plot
+from detsim.metrics.roc import PidScore, RocCurve
 from detsim.models.shower_cnn import backbone_factory
 from detsim.geometry import Geometry
 from detsim.io import read_showers

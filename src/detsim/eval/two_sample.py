@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from detsim.errors import ConfigError, DetsimError
 from detsim.metrics.isotonic import IsotonicCalibrator
-from detsim.data.splits import Split, stratified_split
+from detsim.data.splits import stratified_split
+from detsim.learn.binary import BinaryClassifierModule
 from detsim.metrics.roc import RocCurve, binary_cross_entropy, jsd_from_bce, roc_auc
 
 log = logging.getLogger(__name__)
@@ -54,56 +55,34 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class BinaryClassifier(L.LightningModule):
-    """A backbone producing one logit per row, trained with BCE and Adam."""
+class BinaryClassifier(BinaryClassifierModule):
+    """A backbone producing one logit per row of (x, y) batches, trained with BCE and Adam; logs `train/loss` per
+    epoch, `val/loss`, `val/acc` and `val/auc` (`detsim.learn.binary`)."""
+
+    train_loss_on_step, train_loss_on_epoch = False, True
+    log_accuracy = True
 
     def __init__(self, backbone: nn.Module, lr: float = 2e-4, weight_decay: float = 0.0):
         super().__init__()
         self.backbone = backbone
         self.lr = lr
         self.weight_decay = weight_decay
-        self.loss = nn.BCEWithLogitsLoss()
-        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
-        self.log(f"{stage}_loss", loss, on_epoch=True, on_step=False, prog_bar=True, batch_size=len(y))
-        if stage == "val":  # a score above 0.5 (logit > 0) votes "label 1"
-            accuracy = ((logits > 0).float() == y).float().mean()
-            self.log("val_acc", accuracy, on_epoch=True, on_step=False, prog_bar=True, batch_size=len(y))
-            self._val_outputs.append((logits.detach().cpu(), y.detach().cpu()))
-        return loss
+    def batch_logits(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        return self(batch[0])
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def on_validation_epoch_start(self) -> None:
-        self._val_outputs = []
-
-    def on_validation_epoch_end(self) -> None:
-        """The epoch's validation AUC, for the progress line: it says how separable the samples look so far
-        (observing only: it draws no random numbers and picks nothing)."""
-        if not self._val_outputs:
-            return
-        logits, labels = (torch.cat(part).numpy() for part in zip(*self._val_outputs))
-        self._val_outputs = []
-        if 0 < labels.sum() < len(labels):
-            self.log("val_auc", roc_auc(labels, logits), on_epoch=True, on_step=False)
+    def batch_labels(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return batch[1]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
 # best_epoch_by -> (logged metric, whether larger is better)
-BEST_EPOCH_METRICS: dict[str, tuple[str, bool]] = {"loss": ("val_loss", False), "accuracy": ("val_acc", True)}
+BEST_EPOCH_METRICS: dict[str, tuple[str, bool]] = {"loss": ("val/loss", False), "accuracy": ("val/acc", True)}
 
 
 def best_epoch_metric(cfg: Mapping[str, Any]) -> tuple[str, bool]:
@@ -118,7 +97,7 @@ class KeepBestEpoch(L.Callback):
     """Remembers the weights of the epoch with the best validation `monitor` (the first of equals) and
     restores them at the end (in memory: an evaluation should not litter checkpoint files)."""
 
-    def __init__(self, monitor: str = "val_loss", maximize: bool = False) -> None:
+    def __init__(self, monitor: str = "val/loss", maximize: bool = False) -> None:
         self.monitor = monitor
         self.sign = -1.0 if maximize else 1.0  # compares sign * value: lower is better
         self.best_value = float("inf")
@@ -130,7 +109,7 @@ class KeepBestEpoch(L.Callback):
         if trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
-        self.history.append({k: float(v) for k, v in metrics.items() if k.startswith("val_")})
+        self.history.append({k: float(v) for k, v in metrics.items() if k.startswith("val/")})
         value = metrics.get(self.monitor)
         if value is None:
             return
@@ -145,7 +124,7 @@ class KeepBestEpoch(L.Callback):
 
 
 # logged metric -> its name in the progress line
-EPOCH_LINE_KEYS = {"train_loss": "train loss", "val_loss": "val loss", "val_acc": "val acc", "val_auc": "val AUC"}
+EPOCH_LINE_KEYS = {"train/loss": "train loss", "val/loss": "val loss", "val/acc": "val acc", "val/auc": "val AUC"}
 
 
 class EpochLog(L.Callback):

@@ -4,7 +4,8 @@ Every `every_n_epochs` validation epochs and once at the end of fitting it gener
 incident energies of (up to `max_showers`) validation showers and writes, generated vs reference:
 E_tot/E_inc and energy per layer (detsim.eval's feature histograms with ratio panel and separation
 power), mean longitudinal and radial profiles, and shower images (mean and single showers per layer).
-PNGs go to `<default_root_dir>/validation_plots/<tag>/` and into the MLflow run as artifacts.
+PNGs go to `<default_root_dir>/validation_plots/<tag>/` and, through the Trainer's MLflow logger, into its run as
+artifacts (`detsim.learn.artifacts`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from detsim.metrics.separation import compare_features  # noqa: E402
 from detsim.geometry import Geometry, RadialLayer  # noqa: E402
 from detsim.models.vae import unpack_batch  # noqa: E402
 from detsim.showers import CaloShowers  # noqa: E402
-from detsim.tracking import log_artifact  # noqa: E402
+from detsim.learn.artifacts import log_artifact  # noqa: E402
 
 LABELS = ("reference", "generated")
 

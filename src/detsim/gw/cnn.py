@@ -3,21 +3,25 @@
 `GW1DCNN`: a convolutional branch per detector on whitened strain (H1 and L1 share one branch: the two
 LIGO detectors are nearly co-aligned and equally sensitive, so weight sharing halves what must be learnt),
 a joint convolutional head and GeM pooling. `GW2DCNN`: a constant-Q front end and a small 2D CNN.
-`GWClassifier`: the LightningModule (BCE loss, augmentations from config, optional test-time averaging over
-the same symmetries, `val/auc`, test plots).
+`GWClassifier`: the LightningModule on detsim's binary-classifier base (`detsim.learn.binary`: BCE, scores,
+`val/auc`, `test/auc`), with augmentations from config, optional test-time averaging over the same
+symmetries, and test plots.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import lightning.pytorch as L
 import numpy as np
 import torch
 from torch import nn
 
-from detsim.gw.whiten import CQTFrontEnd
 from detsim.errors import ConfigError
+from detsim.gw.report import efficiency_figure, roc_figure, snr_binned_table
+from detsim.gw.whiten import CQTFrontEnd
+from detsim.learn.binary import BinaryClassifierModule
+from detsim.metrics.plots import save_figure
 
 
 class GeM(nn.Module):
@@ -125,8 +129,11 @@ def symmetric_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return view_logits(net, x).mean(0)
 
 
-class GWClassifier(L.LightningModule):
-    """Signal vs noise on whitened strain; logs train/loss, val/loss, val/auc, test/auc and test plots."""
+class GWClassifier(BinaryClassifierModule):
+    """Signal vs noise on whitened strain (`detsim.learn.binary`); logs train/loss (per step and epoch), val/loss,
+    val/auc, test/auc and the test plots roc.png and efficiency_vs_snr.png."""
+
+    train_loss_on_step, train_loss_on_epoch = True, True
 
     def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4,
                  augmentation: Mapping[str, Any] | None = None, snr_bins: Sequence[float] = (0, 6, 8, 10, 12, 20),
@@ -135,57 +142,31 @@ class GWClassifier(L.LightningModule):
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         self.augmentation = dict(augmentation or {})
-        self.loss_fn = nn.BCEWithLogitsLoss()
-        self._outputs: dict[str, list[torch.Tensor]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x = augment(batch["x"], **self.augmentation)
-        loss = self.loss_fn(self(x), batch["y"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
-        return loss
+    def batch_logits(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Training: a randomly augmented batch; validation and test: the batch as is, or the mean over its four
+        symmetric views with `test_time_augmentation`."""
+        if stage == "train":
+            return self(augment(batch["x"], **self.augmentation))
+        return symmetric_logits(self.net, batch["x"]) if self.hparams.test_time_augmentation else self(batch["x"])
 
-    def _eval_step(self, stage: str, batch: Mapping[str, torch.Tensor]) -> None:
-        logits = symmetric_logits(self.net, batch["x"]) if self.hparams.test_time_augmentation else self(batch["x"])
-        self.log(f"{stage}/loss", self.loss_fn(logits, batch["y"]), prog_bar=True, batch_size=len(logits))
-        for key, value in (("score", logits), ("y", batch["y"]), ("snr", batch["snr"]), ("index", batch["index"])):
-            self._outputs.setdefault(key, []).append(value.detach().float().cpu())   # float: bf16 has no numpy type
+    def batch_labels(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return batch["y"]
 
-    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step("val", batch)
+    def batch_extras(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"snr": batch["snr"], "index": batch["index"]}
 
-    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def _collect(self) -> dict[str, np.ndarray]:
-        out = {k: torch.cat(v).numpy() for k, v in self._outputs.items()}
-        self._outputs = {}
-        return out
-
-    def on_validation_epoch_end(self) -> None:
-        from detsim.metrics.roc import roc_auc
-
-        out = self._collect()
-        if out and 0 < out["y"].sum() < len(out["y"]):
-            self.log("val/auc", roc_auc(out["y"], out["score"]), prog_bar=True)
-
-    def on_test_epoch_end(self) -> None:
-        from detsim.gw.report import efficiency_figure, roc_figure, snr_binned_table
-        from detsim.metrics.roc import roc_auc
-        from detsim.tracking import log_figure
-
-        out = self._collect()
-        if not out or not 0 < out["y"].sum() < len(out["y"]):
-            return
-        self.log("test/auc", roc_auc(out["y"], out["score"]))
-        self.test_predictions = out
-        scores = {"cnn": out["score"]}
-        log_figure(self.trainer, roc_figure(scores, out["y"]), "roc.png")
-        if np.isfinite(out["snr"]).all():
-            rows = snr_binned_table(scores, out["y"], out["snr"], self.hparams.snr_bins, self.hparams.false_alarm)
-            log_figure(self.trainer, efficiency_figure(rows, self.hparams.false_alarm), "efficiency_vs_snr.png")
+    def write_test_plots(self, outputs: Mapping[str, np.ndarray], folder: Path) -> None:
+        """The ROC curve and, when every sample has a known SNR, the efficiency at `false_alarm` per SNR bin."""
+        scores, labels = {"cnn": outputs["score"]}, outputs["label"]
+        save_figure(roc_figure(scores, labels), folder / "roc.png", close=True, dpi=110, bbox_inches="tight")
+        if np.isfinite(outputs["snr"]).all():
+            rows = snr_binned_table(scores, labels, outputs["snr"], self.hparams.snr_bins, self.hparams.false_alarm)
+            save_figure(efficiency_figure(rows, self.hparams.false_alarm), folder / "efficiency_vs_snr.png", close=True,
+                        dpi=110, bbox_inches="tight")
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -1,4 +1,5 @@
-"""Figures of an evaluation: one histogram per feature with a generated/reference ratio panel, ROC curves.
+"""Figures of an evaluation: one histogram per feature with a generated/reference ratio panel, ROC curves
+(of the two-sample tests, of a particle-ID classifier).
 
 mplhep's style for the look HEP readers expect; the Agg backend so it runs on batch nodes. Every
 function writes a PNG and returns its path, so the caller decides what to log where.
@@ -16,18 +17,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mplhep as hep  # noqa: E402
 import numpy as np  # noqa: E402
 
-from detsim.metrics.roc import RocCurve  # noqa: E402
+from detsim.metrics.roc import PidScore, RocCurve  # noqa: E402
 from detsim.metrics.separation import HistComparison, normalise  # noqa: E402
 from detsim.files import atomic_output  # noqa: E402
 
 STYLE = hep.style.ATLAS
 
 
-def save_figure(fig: "plt.Figure", path: str | Path, **kwargs: object) -> Path:
-    """`fig.savefig` through a temporary file renamed into place, so a kill never leaves a truncated image."""
+def save_figure(fig: "plt.Figure", path: str | Path, close: bool = False, **kwargs: object) -> Path:
+    """`fig.savefig` through a temporary file renamed into place, so a kill never leaves a truncated image;
+    `close` closes the figure afterwards (pyplot keeps every open figure alive)."""
     path = Path(path)
-    with atomic_output(path) as partial:
-        fig.savefig(partial, format=path.suffix.lstrip(".") or "png", **kwargs)
+    try:
+        with atomic_output(path) as partial:
+            fig.savefig(partial, format=path.suffix.lstrip(".") or "png", **kwargs)
+    finally:
+        if close:
+            plt.close(fig)
     return path
 
 
@@ -86,3 +92,8 @@ def roc_curves(curves: Mapping[str, RocCurve], path: str | Path, title: str | No
         save_figure(fig, path, dpi=dpi, bbox_inches="tight")
         plt.close(fig)
     return path
+
+
+def save_roc_plot(score: PidScore, path: str | Path, labels: tuple[str, str] = ("signal", "pion")) -> Path:
+    """The ROC curve of one particle-ID classifier as a PNG."""
+    return roc_curves({f"{labels[0]} vs {labels[1]}": score.roc}, path, "particle identification")

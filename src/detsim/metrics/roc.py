@@ -7,7 +7,6 @@ one half); the DeLong error of an AUC difference is written here because no main
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import rankdata
@@ -132,9 +131,3 @@ class PidScore:
         """The signal efficiency in percent, as metric names carry it (`..._at_90`)."""
         return int(round(100 * self.signal_efficiency))
 
-
-def save_roc_plot(score: PidScore, path: str | Path, labels: tuple[str, str] = ("signal", "pion")) -> Path:
-    """The ROC curve of one particle-ID classifier as a PNG (detsim.metrics.plots style)."""
-    from detsim.metrics.plots import roc_curves
-
-    return roc_curves({f"{labels[0]} vs {labels[1]}": score.roc}, path, "particle identification")

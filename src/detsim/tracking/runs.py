@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -295,50 +294,3 @@ def mark_run_failed(logger: Any, message: str) -> None:
     client.set_tag(logger.run_id, "mlflow.note.content", f"FAILED: {message}"[:5000])
     client.set_terminated(logger.run_id, "FAILED")
 
-
-def _mlflow_logger(target: Any):
-    """The MLFlowLogger behind a Trainer or a logger, or None (no logger / not rank 0)."""
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    loggers = getattr(target, "loggers", None)
-    candidates = loggers if loggers is not None else [target]
-    for logger in candidates:
-        if isinstance(logger, MLFlowLogger):
-            return logger
-    return None
-
-
-def log_artifact(target: Any, local_path: str | Path, artifact_path: str | None = None) -> bool:
-    """Log a file (or folder) to the run of a Trainer's MLFlowLogger, on global rank 0 only."""
-    if getattr(target, "global_rank", 0) != 0:
-        return False
-    logger = _mlflow_logger(target)
-    if logger is None:
-        return False
-    local_path = Path(local_path)
-    if local_path.is_dir():
-        logger.experiment.log_artifacts(logger.run_id, str(local_path), artifact_path)
-    else:
-        logger.experiment.log_artifact(logger.run_id, str(local_path), artifact_path)
-    return True
-
-
-def log_figure(target: Any, fig: Any, name: str, artifact_path: str = "plots") -> bool:
-    """Save a matplotlib figure as PNG, log it to the Trainer's MLflow run and close it (no figure leaks)."""
-    import matplotlib.pyplot as plt
-
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            fig.savefig(path, dpi=110, bbox_inches="tight")
-            return log_artifact(target, path, artifact_path)
-    finally:
-        plt.close(fig)
-
-
-def log_text(target: Any, text: str, name: str) -> bool:
-    """Write `text` to a file called `name` and log it to the Trainer's MLflow run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(text)
-        return log_artifact(target, path)
