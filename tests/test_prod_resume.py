@@ -13,8 +13,9 @@ import lightning.pytorch as L
 import pytest
 import torch
 
-from detsim.cli.train import newest_checkpoint, train
+from detsim.cli.train import train
 from detsim.security import load_checkpoint
+from detsim.training.resume import newest_checkpoint
 from prod_support import compose_train, tiny_overrides, tiny_shower_file, train_cli
 
 # val/loss falls over the first epochs, so with mode=max only epoch 0 is ever "best": Lightning's own
@@ -53,11 +54,11 @@ def test_last_ckpt_written_every_epoch_without_improvement_and_auto_skips_a_brok
     best = ckpts / "epoch000.ckpt"
     assert best.is_file()
     (ckpts / "last.ckpt").write_bytes((ckpts / "last.ckpt").read_bytes()[:1000])  # truncated, newest
-    train_log = logging.getLogger("detsim.cli.train")
+    train_log = logging.getLogger("detsim.training.resume")
     train_log.addHandler(caplog.handler)  # directly: an in-process Hydra app earlier in the session may stop propagation
     train_log.disabled = False  # ... or leave the logger disabled (the bad-input corpus runs apps in this process)
     try:
-        with caplog.at_level(logging.WARNING, logger="detsim.cli.train"):
+        with caplog.at_level(logging.WARNING, logger="detsim.training.resume"):
             assert newest_checkpoint(cfg, tmp_path / "run") == best
     finally:
         train_log.removeHandler(caplog.handler)

@@ -1,4 +1,5 @@
-"""MLflow: run logging (`runs`) and the local tracking server (`server`).
+"""MLflow: run logging (`runs`), the inference model a training run logs (`models`) and the local tracking server
+(`server`).
 
 Only the CLIs, the pipelines and callbacks import this package (checked by the import contracts).
 """
@@ -10,10 +11,12 @@ from detsim.tracking.runs import (
     default_artifact_location,
     data_files,
     default_tracking_uri,
+    describe_run,
     file_digest,
     flatten_config,
     log_dataset_inputs,
     log_params,
+    log_run_start,
     make_mlflow_logger,
     mark_run_failed,
     parent_run_tags,
@@ -31,12 +34,14 @@ __all__ = [
     "file_digest",
     "log_dataset_inputs",
     "log_params",
+    "log_run_start",
     "provenance_tags",
     "start_system_metrics",
     "stop_system_metrics",
     "check_tracking_server",
     "default_artifact_location",
     "default_tracking_uri",
+    "describe_run",
     "flatten_config",
     "make_mlflow_logger",
     "mark_run_failed",

@@ -6,16 +6,29 @@ project root with artifacts in a folder beside it; a server (`http://...`) is a 
 
 from __future__ import annotations
 
+import fcntl
+import importlib.util
 import os
 import re
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+import xxhash
+from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Param
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from detsim.errors import ConfigError, DetsimError
 from detsim.paths import project_root
+from detsim.provenance import provenance
+from detsim.security import checked_output_dir
 
 
 class TrackingServerError(DetsimError):
@@ -103,8 +116,6 @@ def flatten_config(cfg: DictConfig | Mapping[str, Any], sep: str = "/") -> dict[
 
 def log_params(client: Any, run_id: str, params: Mapping[str, str], batch: int = 100) -> None:
     """Log params in batches with MLflow's client (Lightning's logger would cut values at 250 characters)."""
-    from mlflow.entities import Param
-
     items = [Param(str(k), str(v)) for k, v in params.items()]
     for start in range(0, len(items), batch):
         client.log_batch(run_id, params=items[start : start + batch], synchronous=True)
@@ -117,15 +128,10 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
     allocated its GPUs; a sqlite store needs only a writable folder.
     """
     if uri.startswith("sqlite:///"):
-        from detsim.security import checked_output_dir
-
         checked_output_dir(Path(uri[len("sqlite:///") :]).parent, "MLflow sqlite store")
         return
     if not uri.startswith(("http://", "https://")):
         return
-    import urllib.error
-    import urllib.request
-
     url = uri.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http(s) only, checked above)
@@ -145,10 +151,6 @@ def prepare_sqlite_store(uri: str, experiment_name: str, artifact_location: str 
     Parallel jobs of a multirun (submitit, several GPUs) otherwise race on a fresh database: both run the
     schema migrations ("table _alembic_tmp_experiments already exists") or both create the experiment.
     """
-    import fcntl
-
-    from mlflow.tracking import MlflowClient
-
     db_path = Path(uri[len("sqlite:///") :])
     with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -164,29 +166,26 @@ def parent_run_tags() -> dict[str, str]:
     return {"mlflow.parentRunId": parent} if parent else {}
 
 
-def _config_params_logger():
+class ConfigParamsMLFlowLogger(MLFlowLogger):
     """Lightning's MLFlowLogger minus Lightning's own hyper-parameter logging.
 
     Lightning logs the model's and the datamodule's init arguments at fit start: a second copy of the
     config under other names (and stale ones), cut at 250 characters. detsim logs the composed config
     once instead (`flatten_config`, `log_params`).
     """
-    from lightning.pytorch.loggers import MLFlowLogger
 
-    class ConfigParamsMLFlowLogger(MLFlowLogger):
-        def log_hyperparams(self, params: Any) -> None:
-            """Lightning's automatic copy of the module's hyper-parameters is ignored: the run's params are the
-            composed config (detsim.tracking.log_params). Settings a module measured itself (`measured/...`,
-            e.g. the readout threshold taken from the training file) are new facts and are logged."""
-            if isinstance(params, Mapping):
-                measured = {k: v for k, v in params.items() if str(k).startswith("measured/")}
-                if measured:
-                    super().log_hyperparams(measured)
-
-    return ConfigParamsMLFlowLogger
+    def log_hyperparams(self, params: Any) -> None:
+        """Lightning's automatic copy of the module's hyper-parameters is ignored: the run's params are the
+        composed config (detsim.tracking.log_params). Settings a module measured itself (`measured/...`,
+        e.g. the readout threshold taken from the training file) are new facts and are logged."""
+        if isinstance(params, Mapping):
+            measured = {k: v for k, v in params.items() if str(k).startswith("measured/")}
+            if measured:
+                super().log_hyperparams(measured)
 
 
-def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None, run_id: str | None = None):
+def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = None,
+                       run_id: str | None = None) -> ConfigParamsMLFlowLogger:
     """Lightning's MLFlowLogger from `conf/logger/mlflow.yaml`; `run_id` continues an earlier run (resume)."""
     uri = resolve_tracking_uri(logger_cfg.get("tracking_uri"))
     check_tracking_server(uri, float(logger_cfg.get("connect_timeout_s", 5.0)))
@@ -196,7 +195,7 @@ def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = Non
     experiment = str(logger_cfg.get("experiment_name", "detsim"))
     artifact_location = logger_cfg.get("artifact_location") or default_artifact_location(uri, experiment)
     tags = {str(k): str(v) for k, v in dict(logger_cfg.get("tags") or {}).items()} | parent_run_tags()
-    return _config_params_logger()(
+    return ConfigParamsMLFlowLogger(
         experiment_name=experiment,
         tracking_uri=uri,
         run_name=run_name or logger_cfg.get("run_name"),
@@ -209,8 +208,6 @@ def make_mlflow_logger(logger_cfg: Mapping[str, Any], run_name: str | None = Non
 
 def file_digest(path: str | Path) -> str:
     """xxh3-128 hex of a file's bytes (32 characters: MLflow keeps dataset digests to 36)."""
-    import xxhash
-
     hasher = xxhash.xxh3_128()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 24), b""):
@@ -231,10 +228,6 @@ def data_files(data_cfg: Mapping[str, Any] | None) -> dict[str, Path]:
 
 def log_dataset_inputs(client: Any, run_id: str, files: Mapping[str, Path], context: str = "training") -> None:
     """Each data file as an MLflow dataset input: its path as the source, its content digest."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.entities import DatasetInput, InputTag
-
     inputs = []
     for name, path in files.items():
         with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
@@ -248,8 +241,6 @@ def log_dataset_inputs(client: Any, run_id: str, files: Mapping[str, Path], cont
 
 def provenance_tags(description: str | None = None) -> dict[str, str]:
     """detsim version and commit (also MLflow's own git tag, shown in its UI) and the run description."""
-    from detsim.provenance import provenance
-
     info = provenance()
     tags = {f"detsim.{key}": value for key, value in info.items()}
     if "git_commit" in info:
@@ -259,17 +250,35 @@ def provenance_tags(description: str | None = None) -> dict[str, str]:
     return tags
 
 
-def start_system_metrics(logger: Any, interval_s: float) -> Any:
-    """MLflow's system-metrics sampler (CPU, memory, disk, network, GPU) on the logger's run, if psutil is
-    installed; None otherwise. End it with `stop_system_metrics`."""
-    try:
-        import psutil  # noqa: F401 - MLflow's monitor needs it
-    except ImportError:
-        return None
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+def describe_run(cfg: DictConfig) -> str:
+    """`cfg.description`, else one generated line: model, geometry, data, epochs, seed."""
+    if cfg.get("description"):
+        return str(cfg.description)
+    model = str((cfg.get("model") or {}).get("_target_", "model")).rsplit(".", 1)[-1]
+    geometry = (cfg.get("geometry") or {}).get("name", "")
+    data = ", ".join(str(p) for p in data_files(cfg.get("data")).values()) or "no data file"
+    epochs = (cfg.get("trainer") or {}).get("max_epochs")
+    return f"{model} {geometry} trained on {data}; max_epochs={epochs}, seed={cfg.get('seed')}"
 
+
+def log_run_start(logger: MLFlowLogger, cfg: DictConfig) -> None:
+    """What a fresh training run records before fitting: the config once (params and the resolved config.yaml), the
+    detsim version and commit, a description, and the data files as dataset inputs with their digests."""
+    client, run_id = logger.experiment, logger.run_id
+    log_params(client, run_id, flatten_config(cfg))
+    for key, value in provenance_tags(describe_run(cfg)).items():
+        client.set_tag(run_id, key, value)
+    log_dataset_inputs(client, run_id, data_files(cfg.get("data")))
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), LONG_VALUE_ARTIFACT)
+
+
+def start_system_metrics(logger: MLFlowLogger, interval_s: float) -> SystemMetricsMonitor | None:
+    """MLflow's system-metrics sampler (CPU, memory, disk, network, GPU) on the logger's run, if psutil (which the
+    sampler needs) is installed; None otherwise. End it with `stop_system_metrics`."""
+    if importlib.util.find_spec("psutil") is None:
+        return None
     monitor = SystemMetricsMonitor(logger.run_id, sampling_interval=float(interval_s), resume_logging=True,
-                                   tracking_uri=logger._tracking_uri)
+                                   tracking_uri=logger.experiment.tracking_uri)
     monitor.start()
     return monitor
 

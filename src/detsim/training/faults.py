@@ -120,6 +120,11 @@ class PreemptionStop(L.Callback):
         )
 
 
+def preempted(trainer: L.Trainer) -> bool:
+    """Whether a `PreemptionStop` of the Trainer ended the fit (the run resumes later; it is not finished)."""
+    return any(isinstance(cb, PreemptionStop) and cb.handled for cb in trainer.callbacks)
+
+
 def _latest_hpc_checkpoint(folder: str | os.PathLike) -> str | None:
     found = sorted(Path(folder).glob("hpc_ckpt_*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
     return str(found[-1]) if found else None
