@@ -31,7 +31,7 @@ class BinaryClassifierModule(L.LightningModule):
     last test epoch's collected arrays (`score`, `label` and the extras).
     """
 
-    train_loss_on_step = True    # `train/loss` per step, per epoch or both (both: `train/loss_step`, `train/loss_epoch`)
+    train_loss_on_step = True    # `train/loss` per step, per epoch or both (then `train/loss_step`, `train/loss_epoch`)
     train_loss_on_epoch = False
     log_accuracy = False         # also `val/acc` and `test/acc`: the fraction of rows on the right side of logit 0
 
