@@ -80,3 +80,12 @@ def test_the_checker_catches_the_product_importing_a_study(tmp_path: Path) -> No
     done = _planted(tmp_path, "detsim/gw/synth.py", "from studies.gw import samples")
     assert done.returncode != 0 and "detsim.gw.synth -> studies.gw.samples" in done.stdout, done.stdout[-3000:]
     assert "The product never imports the studies BROKEN" in done.stdout
+
+
+def test_the_checker_catches_generation_importing_a_simulator(tmp_path: Path) -> None:
+    """Judging and generating take the readout threshold and the energy spectra from the ground floor: generation
+    importing the parametric simulator's room is reported BROKEN (the layers alone would allow it)."""
+    done = _planted(tmp_path, "detsim/generate.py", "from detsim.sim.calo import response")
+    assert done.returncode != 0 and "detsim.generate -> detsim.sim.calo.response" in done.stdout, done.stdout[-3000:]
+    assert "Judging and generating never import a simulator BROKEN" in done.stdout
+    assert "Rooms are stacked: nothing imports upward KEPT" in done.stdout

@@ -17,16 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+import mlflow
 import numpy as np
 import torch
+from mlflow.tracking import MlflowClient
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+import detsim
 from detsim.errors import ConfigError, DataFileError
-from detsim.io import iter_showers
+from detsim.io import read_incident_energies
 from detsim.io.resume import resumable_output
+from detsim.models.vae import CaloVAE
+from detsim.provenance import provenance
 from detsim.safe_model import load_logged_model, load_model_dir
 from detsim.security import allowed_name, check_targets, load_checkpoint
 from detsim.showers import CaloShowers
+from detsim.spectra import sample_energies
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "file:", "s3:/", "gs:/", "http://", "https://")
@@ -76,8 +82,6 @@ def _from_checkpoint(path: Path, device: str) -> LoadedGenerator:
     """A Lightning checkpoint of a CaloVAE, read once with weights_only=True; hparams checked before use."""
     if not path.is_file():
         raise DataFileError(path, None, "a Lightning checkpoint of a CaloVAE", "no such file")
-    from detsim.models.vae import CaloVAE
-
     checkpoint = load_checkpoint(path, map_location=device)
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
@@ -98,9 +102,6 @@ def _from_checkpoint(path: Path, device: str) -> LoadedGenerator:
 
 def _from_mlflow(uri: str, tracking_uri: str | None, device: str) -> LoadedGenerator:
     """Download the model's files (no deserialisation), refuse a non-safe format, rebuild from weights."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     store = tracking_uri or mlflow.get_tracking_uri()  # the CLI resolves detsim's default store (detsim.tracking)
     module, config, meta = load_logged_model(uri, store, device)
     info = _model_provenance(config) | _registry_version(MlflowClient(store), uri)
@@ -141,14 +142,14 @@ def incident_energies(
 ) -> np.ndarray:
     """Incident energies (MeV, float32) from exactly one source.
 
-    reference: its energies in file order (the first `n`; tiled when `n` is larger);
+    reference: its first `n` energies in file order (tiled when `n` is larger), read without its voxels;
     energies: the list cycled to `n`; spectrum: `n` draws from a `conf/spectrum/*.yaml` mapping.
     """
     given = [name for name, v in (("reference", reference), ("energies", energies), ("spectrum", spectrum)) if v]
     if len(given) != 1:
         raise ConfigError(f"generate: give exactly one of reference, energies, spectrum; found {given or 'none'}")
     if reference:
-        values = np.concatenate([chunk.incident_energy for chunk in iter_showers(reference, root=root)])
+        values = read_incident_energies(reference, root=root, stop=None if n is None else int(n))
         n = len(values) if n is None else int(n)
     elif energies:
         values = np.asarray(list(energies), dtype=np.float32)
@@ -157,8 +158,6 @@ def incident_energies(
     else:
         if n is None:
             raise ConfigError("generate: a spectrum needs n (how many showers)")
-        from detsim.sim.calo.spectra import sample_energies
-
         values = np.asarray(sample_energies(spectrum, int(n), np.random.default_rng(seed)))
     if values.size == 0 or np.any(~np.isfinite(values)) or np.any(values <= 0):
         raise ConfigError(f"generate: incident energies must be positive and finite MeV; got {values[:5]}...")
@@ -223,8 +222,6 @@ def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_
                            compile: bool) -> dict[str, Any]:
     """What fixes a generated file: the weights and buffers, the energies, batch size, seed, random stream,
     compile and device."""
-    import detsim
-
     weights = hashlib.sha256()
     for name, tensor in sorted(loaded.module.state_dict().items()):
         weights.update(name.encode())
@@ -239,8 +236,6 @@ def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_
 def provenance_attrs(loaded: LoadedGenerator, seed: int) -> dict[str, Any]:
     """File attributes: model URI, its run, registry version, detsim version and commit, seed and random stream,
     threshold."""
-    from detsim.provenance import provenance
-
     attrs: dict[str, Any] = {"generator": "detsim CaloVAE", "seed": int(seed),
                              "random_stream": str(loaded.module.random_stream),
                              "readout_threshold_mev": loaded.threshold_mev, **provenance(), **loaded.provenance}

@@ -18,7 +18,10 @@ from detsim.eval.report import log_to_mlflow, print_summary, write_metrics, writ
 from detsim.eval.suite import evaluate_showers
 from detsim.geometry import load_geometry
 from detsim.io import file_format, iter_showers, read_showers
+from detsim.io.hdf5 import open_hdf5
 from detsim.io.writer import atomic_output, check_output_file
+from detsim.tracking import (check_tracking_server, default_artifact_location, flatten_config, parent_run_tags,
+                             resolve_tracking_uri)
 
 GENERATING_RUN_ATTR = "mlflow_run_id"
 LINKED_ATTRS = ("model_uri", "registered_model", "registered_model_version", "model_git_commit", "seed")
@@ -28,8 +31,6 @@ def generation_attrs(path: str | Path) -> dict[str, str]:
     """The provenance attributes detsim-generate stored in an HDF5 file (none for other formats)."""
     if file_format(path) != "hdf5":
         return {}
-    from detsim.io.hdf5 import open_hdf5
-
     with open_hdf5(path) as handle:
         attrs = dict(handle.attrs)
     return {str(k): v.decode() if isinstance(v, bytes) else str(v) for k, v in attrs.items()}
@@ -45,8 +46,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.out_dir)
     check_output_file(out_dir / "metrics.json")  # an unwritable out_dir fails now, not after the evaluation
     if cfg.log_mlflow:
-        from detsim.tracking import check_tracking_server, resolve_tracking_uri
-
         check_tracking_server(resolve_tracking_uri(cfg.get("tracking_uri")), float(cfg.get("connect_timeout_s", 5.0)))
     geometry = load_geometry(OmegaConf.to_container(cfg.geometry, resolve=True))
     stop = cfg.get("max_showers")
@@ -68,8 +67,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     with atomic_output(out_dir / "config.yaml") as partial:
         partial.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.log_mlflow:
-        from detsim.tracking import default_artifact_location, flatten_config, parent_run_tags, resolve_tracking_uri
-
         tags = {"detsim.task": "evaluate", "geometry": geometry.name} | parent_run_tags()
         attrs = generation_attrs(cfg.generated)
         parent = attrs.get(GENERATING_RUN_ATTR)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from omegaconf import DictConfig
 
 from detsim.cli.app import hydra_app, positive_int
@@ -12,12 +11,11 @@ from detsim.io import file_format
 from detsim.io.writer import check_output_file
 from detsim.models.vae.allocator import keep_freed_buffers
 from detsim.models.vae.uniforms import check_stream
+from detsim.tracking import resolve_tracking_uri
 
 
 def generate(cfg: DictConfig) -> str:
     """Run one generation from a composed `conf/generate.yaml`; return the output path."""
-    from detsim.tracking import resolve_tracking_uri
-
     n = None if cfg.get("n") is None else positive_int(cfg.n, "n")
     batch_size = positive_int(cfg.batch_size, "batch_size")
     overwrite = flag(cfg.get("overwrite", False), "overwrite")

@@ -6,14 +6,11 @@ Pure computation on in-memory shower sets; reading files, plotting and tracking 
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
-from hydra.utils import instantiate
 from rich.console import Console
-from torch import nn
 
 from detsim.models.shower_cnn import backbone_factory
 from detsim.errors import ConfigError
@@ -22,8 +19,8 @@ from detsim.eval.features import FeatureSpec, ShowerFeatures, high_level_inputs,
 from detsim.eval.physics import PhysicsReport, physics_report
 from detsim.metrics.separation import HistComparison, compare_features, compare_voxel_energies
 from detsim.geometry import Geometry
+from detsim.readout import above_threshold
 from detsim.showers import CaloShowers
-from detsim.sim.calo.response import apply_threshold
 
 CLASSIFIER_KINDS = ("low", "high", "cnn")
 
@@ -56,16 +53,6 @@ class EvaluationResult:
         if self.physics is not None:
             out["physics"] = self.physics.to_dict()
         return out
-
-
-def above_threshold(showers: CaloShowers, threshold_mev: float) -> CaloShowers:
-    """A copy of `showers` with every voxel below `threshold_mev` zeroed (the input is left as it is).
-
-    The challenge's evaluation reads both samples through its readout threshold before any feature
-    or classifier sees them, so deposits no real readout records cannot tell the samples apart."""
-    if threshold_mev <= 0:
-        return showers
-    return CaloShowers(showers.incident_energy, apply_threshold(showers.showers.copy(), threshold_mev))
 
 
 def evaluate_showers(

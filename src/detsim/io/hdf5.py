@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from detsim.errors import DataFileError
-from detsim.io.validation import ValidationRules, check_shower_chunk
+from detsim.io.validation import ValidationRules, check_incident_energies, check_shower_chunk
 from detsim.io.writer import ShowerWriter
 from detsim.showers import CaloShowers
 
@@ -61,10 +61,15 @@ def _dataset(handle: h5py.File, key: str) -> h5py.Dataset:
 
 
 def count_hdf5(path: str | Path) -> int:
-    with open_hdf5(path) as handle:
-        layout = detect_layout(handle)
-        key = SHOWER_KEY if layout == "calochallenge" else CALOGAN_LAYER_KEYS[0]
-        return int(_dataset(handle, key).shape[0])
+    with HDF5ShowerFile(path) as file:
+        return file.n_rows
+
+
+def _read_energies(handle: h5py.File, layout: str, start: int, stop: int) -> np.ndarray:
+    """Incident energies of rows [start, stop) as float32 (n,), MeV."""
+    if layout == "calochallenge":
+        return _dataset(handle, ENERGY_KEY).astype(np.float32)[start:stop].reshape(-1)
+    return (_dataset(handle, CALOGAN_ENERGY_KEY)[start:stop].reshape(-1) * GEV).astype(np.float32)
 
 
 def _read_block(handle: h5py.File, layout: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,11 +78,10 @@ def _read_block(handle: h5py.File, layout: str, start: int, stop: int) -> tuple[
     try:
         # HDF5 converts to float32 while reading, so no float64 copy of the chunk is ever held in memory.
         if layout == "calochallenge":
-            e = _dataset(handle, ENERGY_KEY).astype(np.float32)[start:stop].reshape(-1)
-            s = _dataset(handle, SHOWER_KEY).astype(np.float32)[start:stop]
-            return e, s
+            e = _read_energies(handle, layout, start, stop)
+            return e, _dataset(handle, SHOWER_KEY).astype(np.float32)[start:stop]
         layers = [_dataset(handle, k).astype(np.float32)[start:stop] for k in CALOGAN_LAYER_KEYS]
-        e = (_dataset(handle, CALOGAN_ENERGY_KEY)[start:stop].reshape(-1) * GEV).astype(np.float32)
+        e = _read_energies(handle, layout, start, stop)
         return e, np.concatenate([arr.reshape(arr.shape[0], -1) for arr in layers], axis=1)
     except OSError as exc:
         raise DataFileError(path, None, f"readable rows {start}..{stop}", f"read error ({exc})") from exc
@@ -98,6 +102,60 @@ def _check_lengths(handle: h5py.File, layout: str) -> int:
     return n
 
 
+class HDF5ShowerFile:
+    """One shower file open for reading (a context manager): its row count, validated chunks of showers, and its
+    incident energies alone. Opened once, it serves both the count and the rows (shards are not opened twice)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self.handle = open_hdf5(path)
+        try:
+            self.layout = detect_layout(self.handle)
+        except BaseException:
+            self.handle.close()
+            raise
+
+    def __enter__(self) -> "HDF5ShowerFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+    @property
+    def n_rows(self) -> int:
+        """The number of showers the file says it holds (its datasets' lengths are checked on reading)."""
+        key = SHOWER_KEY if self.layout == "calochallenge" else CALOGAN_LAYER_KEYS[0]
+        return int(_dataset(self.handle, key).shape[0])
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        """The datasets of the incident energies and the voxels, as errors name them."""
+        return (ENERGY_KEY, SHOWER_KEY) if self.layout == "calochallenge" else (CALOGAN_ENERGY_KEY, "layer_0..2")
+
+    def chunks(self, chunk_size: int, n_voxels: int | None = None, rules: ValidationRules = ValidationRules(),
+               start: int = 0, stop: int | None = None) -> Iterator[CaloShowers]:
+        """Validated chunks of at most `chunk_size` showers from rows [start, stop)."""
+        n = _check_lengths(self.handle, self.layout)
+        stop = n if stop is None else min(stop, n)
+        for first in range(start, stop, chunk_size):
+            e, s = _read_block(self.handle, self.layout, first, min(first + chunk_size, stop))
+            check_shower_chunk(self.path, e, s, n_voxels, self.keys, rules, first_entry=first)
+            yield CaloShowers(e, s)
+
+    def incident_energies(self, rules: ValidationRules = ValidationRules(), start: int = 0,
+                          stop: int | None = None) -> np.ndarray:
+        """The incident energies (MeV, float32) of rows [start, stop), validated, without reading a voxel."""
+        n = _check_lengths(self.handle, self.layout)
+        stop = n if stop is None else min(stop, n)
+        try:
+            energies = _read_energies(self.handle, self.layout, start, max(start, stop))
+        except OSError as exc:
+            raise DataFileError(self.path, self.keys[0], f"readable rows {start}..{stop}",
+                                f"read error ({exc})") from exc
+        check_incident_energies(self.path, energies, self.keys[0], rules, first_entry=start)
+        return energies
+
+
 def iter_hdf5(
     path: str | Path,
     chunk_size: int,
@@ -107,15 +165,8 @@ def iter_hdf5(
     stop: int | None = None,
 ) -> Iterator[CaloShowers]:
     """Stream validated chunks of at most `chunk_size` showers from rows [start, stop)."""
-    with open_hdf5(path) as handle:
-        layout = detect_layout(handle)
-        n = _check_lengths(handle, layout)
-        stop = n if stop is None else min(stop, n)
-        keys = (ENERGY_KEY, SHOWER_KEY) if layout == "calochallenge" else (CALOGAN_ENERGY_KEY, "layer_0..2")
-        for first in range(start, stop, chunk_size):
-            e, s = _read_block(handle, layout, first, min(first + chunk_size, stop))
-            check_shower_chunk(path, e, s, n_voxels, keys, rules, first_entry=first)
-            yield CaloShowers(e, s)
+    with HDF5ShowerFile(path) as file:
+        yield from file.chunks(chunk_size, n_voxels, rules, start, stop)
 
 
 class HDF5ShowerWriter(ShowerWriter):

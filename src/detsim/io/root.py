@@ -20,11 +20,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import awkward as ak
 import numpy as np
 import uproot
 
 from detsim.errors import ConfigError, DataFileError, DetsimError
-from detsim.io.validation import ValidationRules, check_shower_chunk
+from detsim.io.validation import ValidationRules, check_incident_energies, check_shower_chunk
 from detsim.io.writer import ShowerWriter
 from detsim.showers import CaloShowers
 
@@ -174,8 +175,6 @@ def _voxel_key(layout: RootLayout) -> str:
 
 def _jagged_to_2d(values: Any, path: Path, key: str, n_voxels: int | None, first: int) -> np.ndarray:
     """A chunk of a variable-length branch as (n, n_voxels); every entry must hold n_voxels values."""
-    import awkward as ak
-
     counts = np.asarray(ak.num(values, axis=1))
     expected = int(counts[0]) if n_voxels is None and counts.size else n_voxels
     bad = np.flatnonzero(counts != expected)
@@ -209,42 +208,59 @@ def _chunk_arrays(
                 path, _voxel_key(layout), "a fixed-size array branch (mode fixed)", "a variable-length branch: use mode jagged"
             )
         showers = values.reshape(values.shape[0], -1)
-    energy = (energy * layout.energy_to_mev if layout.energy_to_mev != 1 else energy).astype(np.float32)
+    energy = _energies_in_mev(energy, layout)
     showers = showers.astype(np.float32, copy=False)
     if layout.voxel_to_mev != 1:
         showers *= np.float32(layout.voxel_to_mev)
     return energy, showers
 
 
-def count_root(path: str | Path, layout: RootLayout = RootLayout()) -> int:
-    """Number of entries (showers) in the layout's tree."""
-    path = Path(path)
-    with _open_file(path) as handle:
-        return int(_get_tree(handle, path, layout).num_entries)
+def _energies_in_mev(energy: Any, layout: RootLayout) -> np.ndarray:
+    energy = np.asarray(energy).reshape(-1)
+    return (energy * layout.energy_to_mev if layout.energy_to_mev != 1 else energy).astype(np.float32)
 
 
-def iter_root(
-    path: str | Path,
-    chunk_size: int = 10_000,
-    n_voxels: int | None = None,
-    rules: ValidationRules = ValidationRules(),
-    layout: RootLayout = RootLayout(),
-    start: int = 0,
-    stop: int | None = None,
-) -> Iterator[CaloShowers]:
-    """Stream validated chunks of at most `chunk_size` showers from entries [start, stop)."""
-    path = Path(path)
-    with _open_file(path) as handle:
-        tree = _get_tree(handle, path, layout)
-        branches = _voxel_branches(tree, path, layout, n_voxels)
-        n = int(tree.num_entries)
+class RootShowerFile:
+    """One ROOT shower file open for reading (a context manager): the layout's tree, its entry count, validated
+    chunks of showers, and its incident energies alone. Opened once, it serves both the count and the entries."""
+
+    def __init__(self, path: str | Path, layout: RootLayout = RootLayout()) -> None:
+        self.path, self.layout = Path(path), layout
+        self.handle = _open_file(self.path)
+        try:
+            self.tree = _get_tree(self.handle, self.path, layout)
+        except BaseException:
+            self.handle.close()
+            raise
+
+    def __enter__(self) -> "RootShowerFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+    @property
+    def n_rows(self) -> int:
+        """Number of entries (showers) in the layout's tree."""
+        return int(self.tree.num_entries)
+
+    def _window(self, start: int, stop: int | None) -> int:
+        """The end of entries [start, stop) in a file that must hold at least one shower."""
+        n = self.n_rows
         if n == 0:
-            raise DataFileError(path, layout.tree, "at least one shower", "0 entries")
-        stop = n if stop is None else min(stop, n)
+            raise DataFileError(self.path, self.layout.tree, "at least one shower", "0 entries")
+        return n if stop is None else min(stop, n)
+
+    def chunks(self, chunk_size: int = 10_000, n_voxels: int | None = None, rules: ValidationRules = ValidationRules(),
+               start: int = 0, stop: int | None = None) -> Iterator[CaloShowers]:
+        """Validated chunks of at most `chunk_size` showers from entries [start, stop)."""
+        path, layout = self.path, self.layout
+        branches = _voxel_branches(self.tree, path, layout, n_voxels)
+        stop = self._window(start, stop)
         if start >= stop:
             return
         library = "ak" if layout.mode == "jagged" else "np"
-        steps = tree.iterate(
+        steps = self.tree.iterate(
             [layout.energy_branch, *branches],
             step_size=chunk_size,
             entry_start=start,
@@ -268,6 +284,45 @@ def iter_root(
             check_shower_chunk(path, energy, showers, n_voxels, keys, rules, first_entry=first)
             yield CaloShowers(energy, showers)
             first += energy.shape[0]
+
+    def incident_energies(self, rules: ValidationRules = ValidationRules(), start: int = 0,
+                          stop: int | None = None) -> np.ndarray:
+        """The incident energies (MeV, float32) of entries [start, stop), validated; only their branch is read."""
+        path, layout = self.path, self.layout
+        key = f"{layout.tree}/{layout.energy_branch}"
+        names = list(self.tree.keys())
+        if layout.energy_branch not in names:
+            raise DataFileError(path, key, "a branch of that name", f"branches {names[:20]}")
+        stop = self._window(start, stop)
+        if start >= stop:
+            return np.zeros(0, dtype=np.float32)
+        try:
+            values = self.tree[layout.energy_branch].array(entry_start=start, entry_stop=stop, library="np")
+        except Exception as exc:  # corrupt baskets surface as assorted uproot/decompression errors
+            raise DataFileError(path, layout.tree, f"readable entries from {start}", _one_line(exc)) from exc
+        energies = _energies_in_mev(values, layout)
+        check_incident_energies(path, energies, key, rules, first_entry=start)
+        return energies
+
+
+def count_root(path: str | Path, layout: RootLayout = RootLayout()) -> int:
+    """Number of entries (showers) in the layout's tree."""
+    with RootShowerFile(path, layout) as file:
+        return file.n_rows
+
+
+def iter_root(
+    path: str | Path,
+    chunk_size: int = 10_000,
+    n_voxels: int | None = None,
+    rules: ValidationRules = ValidationRules(),
+    layout: RootLayout = RootLayout(),
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[CaloShowers]:
+    """Stream validated chunks of at most `chunk_size` showers from entries [start, stop)."""
+    with RootShowerFile(path, layout) as file:
+        yield from file.chunks(chunk_size, n_voxels, rules, start, stop)
 
 
 # --- writing -------------------------------------------------------------------------------------

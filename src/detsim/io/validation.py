@@ -32,6 +32,45 @@ class ValidationRules:
         return cls(**dict(cfg)) if cfg else cls()
 
 
+def _check_finite(path: str | Path, key: str, values: np.ndarray, probe: np.ndarray, first_entry: int) -> None:
+    """NaN/Inf in `values` is an error; `probe` (the values or their row sums) is checked first, the exact
+    element-wise search runs only when it is not finite."""
+    if np.isfinite(probe).all():
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = first_entry + int(np.argwhere(bad)[0][0])
+        raise DataFileError(path, key, "finite values", f"{int(bad.sum())} NaN/Inf values (first in entry {row})")
+
+
+def _check_positive(path: str | Path, key: str, incident_energy: np.ndarray, first_entry: int) -> None:
+    if incident_energy.size and incident_energy.min() <= 0:
+        row = first_entry + int(np.argmin(incident_energy))
+        raise DataFileError(path, key, "positive incident energies", f"{incident_energy.min():g} at entry {row}")
+
+
+def _check_mev(path: str | Path, key: str, incident_energy: np.ndarray, rules: ValidationRules) -> None:
+    median_e = float(np.median(incident_energy))
+    if median_e < rules.min_median_incident_mev:
+        raise DataFileError(
+            path,
+            key,
+            f"incident energies in MeV (median >= {rules.min_median_incident_mev:g})",
+            f"median {median_e:g}: looks like GeV; convert to MeV",
+        )
+
+
+def check_incident_energies(
+    path: str | Path, incident_energy: np.ndarray, key: str, rules: ValidationRules = ValidationRules(),
+    first_entry: int = 0,
+) -> None:
+    """The incident-energy checks of `check_shower_chunk` alone (finite, positive, MeV), for an energies-only read."""
+    _check_finite(path, key, incident_energy, incident_energy, first_entry)
+    _check_positive(path, key, incident_energy, first_entry)
+    if incident_energy.size:
+        _check_mev(path, key, incident_energy, rules)
+
+
 def check_shower_chunk(
     path: str | Path,
     incident_energy: np.ndarray,
@@ -56,16 +95,9 @@ def check_shower_chunk(
     # One pass over the voxels gives the row sums (needed below); NaN/Inf anywhere makes a sum non-finite,
     # and only then is the exact, slower element-wise check run.
     row_sums = showers.sum(axis=1)
-    for key, arr, probe in ((e_key, incident_energy, incident_energy), (s_key, showers, row_sums)):
-        if np.isfinite(probe).all():
-            continue
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            row = first_entry + int(np.argwhere(bad)[0][0])
-            raise DataFileError(path, key, "finite values", f"{int(bad.sum())} NaN/Inf values (first in entry {row})")
-    if incident_energy.size and incident_energy.min() <= 0:
-        row = first_entry + int(np.argmin(incident_energy))
-        raise DataFileError(path, e_key, "positive incident energies", f"{incident_energy.min():g} at entry {row}")
+    _check_finite(path, e_key, incident_energy, incident_energy, first_entry)
+    _check_finite(path, s_key, showers, row_sums, first_entry)
+    _check_positive(path, e_key, incident_energy, first_entry)
     if showers.size and showers.min() < -rules.negative_tolerance_mev:
         row = first_entry + int(np.unravel_index(np.argmin(showers), showers.shape)[0])
         raise DataFileError(
@@ -75,14 +107,7 @@ def check_shower_chunk(
             f"{showers.min():g} MeV at entry {row}",
         )
     if incident_energy.size:
-        median_e = float(np.median(incident_energy))
-        if median_e < rules.min_median_incident_mev:
-            raise DataFileError(
-                path,
-                e_key,
-                f"incident energies in MeV (median >= {rules.min_median_incident_mev:g})",
-                f"median {median_e:g}: looks like GeV; convert to MeV",
-            )
+        _check_mev(path, e_key, incident_energy, rules)
         response = float(np.median(row_sums / incident_energy))
         if response > rules.max_median_response:
             raise DataFileError(

@@ -1,4 +1,5 @@
-"""What the readout sees: sampling fluctuations, voxel-level energy spots, the readout threshold.
+"""What the readout sees: sampling fluctuations and voxel-level energy spots (the readout threshold itself is
+ground-floor vocabulary, `detsim.readout`).
 
 Two independent fluctuations with the right total variance (Var(E)/E^2 = a^2/(E/GeV) + c^2):
   - per voxel, the visible energy is a sum of energy spots of mean size q = `voxel_quantum_MeV`
@@ -64,9 +65,3 @@ def voxel_spots(
     out[hit] = rng.standard_gamma(n_spots[hit] * k) * scale
     return out
 
-
-def apply_threshold(showers: np.ndarray, threshold_mev: float) -> np.ndarray:
-    """Zero every voxel below the readout threshold (in place)."""
-    if threshold_mev > 0:
-        showers[showers < threshold_mev] = 0.0
-    return showers

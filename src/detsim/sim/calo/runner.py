@@ -19,7 +19,7 @@ from detsim.errors import ConfigError
 from detsim.showers import CaloShowers
 from detsim.sim.calo.config import SimulationPlan, plan_from_config
 from detsim.sim.calo.shower import check_detector, simulate_showers
-from detsim.sim.calo.spectra import sample_energies
+from detsim.spectra import sample_energies
 
 
 def block_rng(seed: int, block: int) -> np.random.Generator:

@@ -11,10 +11,11 @@ from detsim.config import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry
 from detsim.showers import CaloShowers
+from detsim.readout import apply_threshold
 from detsim.sim.calo.deposit import QuadratureGrid, deposit
 from detsim.sim.calo.em import em_component, start_depth
 from detsim.sim.calo.hadronic import pion_components
-from detsim.sim.calo.response import apply_threshold, shower_factor, shower_factor_variance, voxel_spots
+from detsim.sim.calo.response import shower_factor, shower_factor_variance, voxel_spots
 from detsim.sim.calo.stack import LayerStack
 
 PARTICLES = {

@@ -15,7 +15,7 @@ import numpy as np
 
 from detsim.errors import ConfigError
 from detsim.sim.calo.runner import block_rng
-from detsim.sim.calo.spectra import sample_energies
+from detsim.spectra import sample_energies
 from detsim.sim.geant4.worker import BlockResult, WorkerSpec, main as worker_main
 
 G4_SEED_MAX = 2**31 - 1

@@ -1,4 +1,5 @@
-"""Incident-energy spectra (MeV) from `conf/spectrum/*.yaml`."""
+"""Incident-energy spectra (MeV) from `conf/spectrum/*.yaml`: the energies a simulator shoots and a generator is
+asked for. Ground-floor vocabulary, so generation draws them without importing a simulator."""
 
 from __future__ import annotations
 
