@@ -368,8 +368,6 @@ class RootShowerWriter(ShowerWriter):
         if layout.mode == "fixed":
             data[layout.voxel_branch] = showers
         elif layout.mode == "jagged":
-            import awkward as ak
-
             data[layout.voxel_branch] = ak.unflatten(showers.reshape(-1), np.full(len(chunk), self.n_voxels))
         else:
             data.update({name: np.ascontiguousarray(showers[:, i]) for i, name in enumerate(self._cells)})

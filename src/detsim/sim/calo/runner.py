@@ -8,14 +8,21 @@ written before the next is made, so a 100k-shower dataset-2 run never sits in me
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+import detsim
+from detsim.config import flag, positive_int, run_fingerprint
 from detsim.errors import ConfigError
+from detsim.files import check_output_file
+from detsim.io import file_format
+from detsim.io.resume import resumable_output
 from detsim.showers import CaloShowers
 from detsim.sim.calo.config import SimulationPlan, plan_from_config
 from detsim.sim.calo.shower import check_detector, simulate_showers
@@ -62,9 +69,7 @@ def iter_chunks(
             yield CaloShowers.concatenate(list(pool.map(one, blocks)))
 
 
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]simulate[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
@@ -77,14 +82,6 @@ def run(cfg: DictConfig) -> Path:
     Blocks go to `<out stem>.partial/`; a killed job rerun with the same command continues there
     (`detsim.io.resume`).
     """
-    import time
-
-    import detsim
-    from detsim.config import flag, positive_int, run_fingerprint
-    from detsim.files import check_output_file
-    from detsim.io import file_format
-    from detsim.io.resume import resumable_output
-
     n = positive_int(cfg.n, "n")
     seed = positive_int(cfg.seed, "seed", minimum=0)
     out = Path(str(cfg.out))

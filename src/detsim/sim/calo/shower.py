@@ -6,12 +6,14 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from detsim.config import to_plain
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry
-from detsim.showers import CaloShowers
+from detsim.paths import config_dir
 from detsim.readout import apply_threshold
+from detsim.showers import CaloShowers
 from detsim.sim.calo.deposit import QuadratureGrid, deposit
 from detsim.sim.calo.em import em_component, start_depth
 from detsim.sim.calo.hadronic import pion_components
@@ -37,10 +39,6 @@ def canonical_particle(particle: str | None) -> str:
 @lru_cache(maxsize=1)
 def default_model() -> dict[str, Any]:
     """The parametrisation coefficients of conf/simulator/calo.yaml (used when a detector carries none)."""
-    from omegaconf import OmegaConf
-
-    from detsim.paths import config_dir
-
     path = config_dir() / "simulator" / "calo.yaml"
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)["model"]
 
