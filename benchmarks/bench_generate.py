@@ -10,7 +10,8 @@ limit, onnxruntime / fastest. Freed buffers stay in the heap as in detsim-genera
 `heap_buffers_mb`; `--heap-buffers-mb 0` for the C library's defaults). Targets (2 cores, dataset 1
 photons): batch 10,000 >= 250,000 showers/s with the fastest runtime; batch 1 <= 0.5 ms per shower;
 onnxruntime within 1.5x of the fastest. The generator is the default model freshly initialised, with its
-voxel map switched on (identity tables: the same work as a fitted map) and the configured fitted prior:
+voxel map (and, for dataset 2, its energy map) switched on (identity tables: the same work as fitted maps) and
+the configured fitted prior:
 timing depends on shapes, not on trained weights. onnxruntime times include drawing its random inputs
 with `ShowerGenerator.draw` (what a Python host does; a C++ host draws them itself); its calls run on `--threads` host
 threads with one intra-op thread each (a batch of one call: all threads in that call). Findings: docs/studies/2026-11-30-generation-speed.md.
@@ -47,6 +48,7 @@ def build_generator(dataset: int) -> torch.nn.Module:
                 "model.preprocessing.scale=0.1"] if dataset == 2 else []
     model = CaloVAE(**model_kwargs([f"experiment={EXPERIMENTS[dataset]}", *measured])).eval()
     model.generator.voxel_map.fitted.fill_(True)
+    model.generator.energy_map.fitted.fill_(True)  # the ds2 recipe's energy map (identity tables: the same work)
     return model.generator
 
 
