@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from rich.console import Console
 from rich.table import Table
 
-from detsim.eval import plots
+from detsim.metrics import plots
 from detsim.eval.physics import flat_physics_metrics
 from detsim.eval.suite import EvaluationResult
 from detsim.io.writer import atomic_output
