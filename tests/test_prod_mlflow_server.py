@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from detsim import tracking_server
+from detsim.tracking import server as tracking_server
 from detsim.cli.train import train
 from prod_support import compose_train, tiny_overrides, tiny_shower_file
 
