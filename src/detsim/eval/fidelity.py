@@ -4,7 +4,8 @@ so the checkpoint kept for generation is the one with the most faithful showers,
 Why: the VAE's validation loss (reconstruction + KL) keeps falling while the generated showers stop improving or
 get worse (docs/studies/2026-12-07-physics-fidelity.md), and the voxel and energy maps fitted after each epoch
 are not part of the loss at all. The score is the mean separation power (the CaloChallenge's triangular
-discriminator) of the high-level features (E_tot / E_inc, layer energies, centres and widths, sparsity) between
+discriminator) of the high-level features, averaged per kind and then over the kinds (E_tot / E_inc, layer
+energies, centres, widths, sparsity: so the one response feature weighs as much as the 90 widths), between
 showers generated for the validation energies (prior, decoder, both maps, exactly what `detsim-generate` runs)
 and the validation showers: 0 = the same histograms.
 
@@ -37,7 +38,7 @@ def feature_separation(features: ShowerFeatures, reference: CaloShowers, generat
 
 
 class FidelityScore(L.Callback):
-    """Logs `val/fidelity` (mean feature separation power, lower is better) after each training epoch."""
+    """Logs `val/fidelity` (kind-averaged feature separation power, lower is better) after each training epoch."""
 
     def __init__(self, max_showers: int = 2000, n_bins: int = 30, seed: int = 0) -> None:
         self.max_showers, self.n_bins, self.seed = int(max_showers), int(n_bins), int(seed)
@@ -59,9 +60,12 @@ class FidelityScore(L.Callback):
         pl_module.eval()
         showers = pl_module.sample(torch.as_tensor(ref.incident_energy), generator).cpu().numpy()
         pl_module.train(was_training)
-        separation = feature_separation(ShowerFeatures(pl_module.geometry, pl_module.threshold), ref,
-                                        CaloShowers(ref.incident_energy, showers), self.n_bins)
-        return float(np.mean(list(separation.values())))
+        features = ShowerFeatures(pl_module.geometry, pl_module.threshold)
+        separation = feature_separation(features, ref, CaloShowers(ref.incident_energy, showers), self.n_bins)
+        kinds: dict[str, list[float]] = {}
+        for spec in features.specs:  # each kind counts once: E_tot / E_inc is one feature among ~300
+            kinds.setdefault(spec.kind, []).append(separation[spec.name])
+        return float(np.mean([np.mean(values) for values in kinds.values()]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.val_dataloaders is None or not trainer.enable_validation:

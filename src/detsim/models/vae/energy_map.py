@@ -6,17 +6,18 @@ not its fluctuations: the spread of E_tot / E_inc (the energy resolution) is the
 fluctuations that the decoder never sees as one number, and came out 1.2-1.5x Geant4's at 3-100 GeV, with a
 tail the classifier AUC does not see (docs/studies/2026-12-07-physics-fidelity.md). The leading dataset-2
 models keep the energy bookkeeping apart from the shape (CaloFlow's and CaloDREAM's energy networks). Here
-the VAE still generates the whole shower, and this stage then moves, per incident-energy bin, each layer's
-energy onto the training showers' distribution of that layer's energy (a monotone quantile map, so the
-shower's own rank stays: a shower that starts late keeps less energy in the early layers than its
-neighbours) and finally the total onto the training showers' E_tot / E_inc distribution. Voxels are scaled
-by their layer's factor, so the shape inside a layer is the decoder's.
+the VAE still generates the whole shower, and this stage then moves, per incident-energy bin, the energy of
+each voxel group (a (layer, radial ring) cell: the longitudinal and radial profiles; or a layer) onto the
+training showers' distribution of that group's energy (a monotone quantile map, so the shower's own rank
+stays: a shower that starts late keeps less energy in the early layers than its neighbours) and finally the
+total onto the training showers' E_tot / E_inc distribution. Voxels are scaled by their group's factor, so
+the shape inside a group (the angular distribution, which voxels fire) is the decoder's.
 
 Structural bounds: each map's table ends at the largest value of its reference in that bin (times
 e^cap_margin), so E_tot / E_inc cannot leave the physically seen range by more than that, and every voxel is
 capped at `max_voxel_fraction` x E_inc.
 
-`QuantileEnergyMap` reuses the per-voxel quantile map (`voxel_map.QuantileVoxelMap`) with layers (and the
+`QuantileEnergyMap` reuses the per-voxel quantile map (`voxel_map.QuantileVoxelMap`) with the groups (and the
 total) as its columns: one quantile-mapping code for voxels, layers and totals. `NoEnergyMap` keeps the
 sampled energies.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,26 +36,36 @@ from detsim.models.vae.transforms import condition_bin
 from detsim.models.vae.voxel_map import QuantileVoxelMap
 
 
+GROUPINGS = ("rings", "layers", "none")
+
+
+def voxel_groups(layer_bounds: Sequence[tuple[int, int]], voxel_ring: Sequence[int] | None, grouping: str) -> torch.Tensor:
+    """(V,) group index of each voxel: its layer ("layers", "none"), or its (layer, radial ring) ("rings")."""
+    if grouping not in GROUPINGS:
+        raise ConfigError(f"model.energy_map.groups: expected one of {GROUPINGS}, found {grouping!r}")
+    layer = torch.cat([torch.full((b - a,), i, dtype=torch.int64) for i, (a, b) in enumerate(layer_bounds)])
+    if grouping != "rings" or voxel_ring is None:
+        return layer
+    ring = torch.as_tensor(np.asarray(voxel_ring), dtype=torch.int64)
+    return torch.unique(layer * (int(ring.max()) + 1) + ring, return_inverse=True)[1]
+
+
+def group_matrix(groups: torch.Tensor) -> torch.Tensor:
+    """(V, G) 0/1 matrix: showers @ it = per-group energies (a matmul exports to every runtime)."""
+    return nn.functional.one_hot(groups, int(groups.max()) + 1).to(torch.float32)
+
+
 def layer_matrix(layer_bounds: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """(V, L) 0/1 matrix: showers @ it = per-layer energies (a matmul exports to every runtime)."""
-    n_vox = int(layer_bounds[-1][1])
-    m = torch.zeros(n_vox, len(layer_bounds))
-    for layer, (a, b) in enumerate(layer_bounds):
-        m[a:b, layer] = 1.0
-    return m
-
-
-def layer_of_voxel(layer_bounds: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """(V,) layer index of each voxel."""
-    return torch.cat([torch.full((b - a,), i, dtype=torch.int64) for i, (a, b) in enumerate(layer_bounds)])
+    """(V, L) 0/1 matrix of the layers."""
+    return group_matrix(voxel_groups(layer_bounds, None, "layers"))
 
 
 class EnergyMap(nn.Module):
-    """Base: maps generated showers' layer energies and totals onto a reference's, per incident-energy bin.
+    """Base: maps generated showers' group energies and totals onto a reference's, per incident-energy bin.
 
-    Built as `Map(layer_bounds=..., **config)`. Training fits it after each validation epoch: the generator
-    draws `samples_per_shower` showers (map off) per training shower (up to `reference_showers`), and the
-    training showers' layer energies are the reference.
+    Built as `Map(layer_bounds=..., voxel_ring=..., **config)`. Training fits it after each validation epoch:
+    the generator draws `samples_per_shower` showers (map off) per kept training shower (up to
+    `reference_showers`), whose `group_energies` are the reference.
     """
 
     def __init__(self, layer_bounds: Sequence[tuple[int, int]], samples_per_shower: int = 0,
@@ -61,12 +73,9 @@ class EnergyMap(nn.Module):
         super().__init__()
         if max_voxel_fraction <= 0:
             raise ConfigError(f"model.energy_map.max_voxel_fraction: expected > 0, found {max_voxel_fraction}")
-        bounds = [(int(a), int(b)) for a, b in layer_bounds]
-        self.n_layers = len(bounds)
+        self.layer_bounds = [(int(a), int(b)) for a, b in layer_bounds]
         self.samples_per_shower, self.reference_showers = int(samples_per_shower), int(reference_showers)
         self.max_voxel_fraction = float(max_voxel_fraction)
-        self.register_buffer("to_layers", layer_matrix(bounds), persistent=False)
-        self.register_buffer("voxel_layer", layer_of_voxel(bounds), persistent=False)
         # no state without tables: models trained before the energy map load unchanged
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool), persistent=not isinstance(self, NoEnergyMap))
         self.enabled = True
@@ -84,17 +93,18 @@ class EnergyMap(nn.Module):
         finally:
             self.enabled = before
 
-    def layer_energies(self, showers: torch.Tensor) -> torch.Tensor:
-        """(N, L) layer energies of showers (N, V) (any unit)."""
-        return showers @ self.to_layers
+    def group_energies(self, showers: torch.Tensor) -> torch.Tensor:
+        """(N, G) what the map keeps of a reference shower (N, V): its group energies (any unit)."""
+        return showers @ layer_matrix(self.layer_bounds).to(showers)
 
     @torch.no_grad()
-    def fit(self, c_ref: torch.Tensor, layers_ref: torch.Tensor, c_gen: torch.Tensor, layers_gen: torch.Tensor) -> None:
-        """Fit from reference and generated layer fractions E_layer / E_inc (N, L) and their conditions."""
+    def fit_showers(self, c_ref: torch.Tensor, fractions_ref: torch.Tensor, c_gen: torch.Tensor,
+                    showers_gen: torch.Tensor, e_gen: torch.Tensor) -> None:
+        """Fit from reference `group_energies` / E_inc (N, G) and generated showers (M, V) MeV with E_inc (M, 1)."""
         raise NotImplementedError
 
     def map_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Showers (N, V) MeV with their layer energies and total mapped; no data-dependent branch (graphs)."""
+        """Showers (N, V) MeV with their group energies and total mapped; no data-dependent branch (graphs)."""
         raise NotImplementedError
 
 
@@ -106,54 +116,76 @@ class NoEnergyMap(EnergyMap):
         return False
 
     @torch.no_grad()
-    def fit(self, c_ref, layers_ref, c_gen, layers_gen) -> None:
+    def fit_showers(self, c_ref, fractions_ref, c_gen, showers_gen, e_gen) -> None:
         return
 
 
 class QuantileEnergyMap(EnergyMap):
-    """Per incident-energy bin: each layer's log(E_layer / E_inc) (with `layers`), then log(E_tot / E_inc),
-    quantile-mapped onto the reference's; a shower's voxels are scaled by their layer's factor times the total's."""
+    """Per incident-energy bin: the energies of the voxel groups of each level in `groups` (e.g. each (layer, radial
+    ring) cell, then each layer), one level after the other, then E_tot, each log(E / E_inc) quantile-mapped onto the
+    reference's; a shower's voxels are scaled by their group's factor at each level, then by the total's."""
 
-    def __init__(self, layer_bounds: Sequence[tuple[int, int]], layers: bool, n_bins: int, n_knots: int, grid: int,
-                 margin: float, cap_margin: float, min_showers: int, samples_per_shower: int,
-                 reference_showers: int, max_voxel_fraction: float = 1.0) -> None:
+    def __init__(self, layer_bounds: Sequence[tuple[int, int]], groups: Sequence[str], n_bins: int, n_knots: int,
+                 grid: int, margin: float, cap_margin: float, min_showers: int, samples_per_shower: int,
+                 reference_showers: int, max_voxel_fraction: float = 1.0,
+                 voxel_ring: Sequence[int] | None = None, min_occupancy: float = 0.0) -> None:
+        levels = [groups] if isinstance(groups, str) else list(groups)
         super().__init__(layer_bounds, samples_per_shower, reference_showers, max_voxel_fraction)
-        self.layers = bool(layers)
         self.n_bins = int(n_bins)
         table = dict(n_bins=n_bins, n_knots=n_knots, grid=grid, margin=margin, min_hits=min_showers,
-                     samples_per_shower=0, reference_showers=0, cap_margin=cap_margin)
-        self.layer_map = QuantileVoxelMap(self.n_layers, **table) if self.layers else None
+                     samples_per_shower=0, reference_showers=0, cap_margin=cap_margin, min_hit_fraction=min_occupancy)
+        level_groups = [voxel_groups(layer_bounds, voxel_ring, level) for level in levels if level != "none"]
+        self.levels = [level for level in levels if level != "none"]
+        for i, group in enumerate(level_groups):
+            self.register_buffer(f"voxel_group_{i}", group, persistent=False)
+            self.register_buffer(f"to_groups_{i}", group_matrix(group), persistent=False)
+        self.level_maps = nn.ModuleList(QuantileVoxelMap(int(g.max()) + 1, **table) for g in level_groups)
         self.total_map = QuantileVoxelMap(1, **table)
+        # the reference: every level's group energies side by side, then the total
+        n_vox = self.layer_bounds[-1][1]
+        self.register_buffer("to_reference", torch.cat([*(self._matrix(i) for i in range(len(self.levels))),
+                                                        torch.ones(n_vox, 1)], dim=1), persistent=False)
+
+    def group_energies(self, showers: torch.Tensor) -> torch.Tensor:
+        return showers @ self.to_reference
+
+    def _matrix(self, level: int) -> torch.Tensor:
+        return getattr(self, f"to_groups_{level}")
+
+    def _split(self, energies: torch.Tensor) -> list[torch.Tensor]:
+        sizes = [self._matrix(i).shape[1] for i in range(len(self.levels))] + [1]
+        return list(torch.split(energies, sizes, dim=1))
 
     @torch.no_grad()
-    def fit(self, c_ref, layers_ref, c_gen, layers_gen) -> None:
-        if self.layer_map is not None:
-            self.layer_map.fit(c_ref, layers_ref, c_gen, layers_gen)
-            layers_gen = self._map_layers(layers_gen, condition_bin(c_gen, self.n_bins))
-        self.total_map.fit(c_ref, layers_ref.sum(dim=1, keepdim=True), c_gen, layers_gen.sum(dim=1, keepdim=True))
+    def fit_showers(self, c_ref: torch.Tensor, fractions_ref: torch.Tensor, c_gen: torch.Tensor,
+                    showers_gen: torch.Tensor, e_gen: torch.Tensor) -> None:
+        """Fit level by level: reference group fractions (N, G) as `group_energies` / E_inc gives them, and
+        generated showers (M, V) MeV with their E_inc (M, 1); each level is fitted to the showers the levels
+        before it produce, as generation applies them."""
+        refs = self._split(fractions_ref)
+        bins = condition_bin(c_gen, self.n_bins)
+        for i, vmap in enumerate(self.level_maps):
+            vmap.fit(c_ref, refs[i], c_gen, (showers_gen @ self._matrix(i)) / e_gen)
+            showers_gen = self._apply_level(i, showers_gen, e_gen, bins)
+        self.total_map.fit(c_ref, refs[-1], c_gen, showers_gen.sum(dim=1, keepdim=True) / e_gen)
         self.fitted.fill_(True)
 
-    def _map_layers(self, frac: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        """Layer fractions (N, L) through the layer map (empty layers stay empty)."""
+    def _apply_level(self, i: int, showers: torch.Tensor, e_inc: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """Showers with level i's group energies mapped (empty groups stay empty)."""
+        frac = (showers @ self._matrix(i)) / e_inc
         hit = frac > 0
-        y = torch.log(torch.where(hit, frac, torch.ones_like(frac)))
-        return self.layer_map.map_log(y, bins).exp() * hit
+        safe = torch.where(hit, frac, torch.ones_like(frac))
+        mapped = self.level_maps[i].map_log(torch.log(safe), bins).exp()
+        scale = torch.where(hit, mapped / safe, torch.ones_like(frac))
+        return showers * scale.index_select(1, getattr(self, f"voxel_group_{i}"))
 
     def map_showers(self, showers, e_inc, c):
         bins = condition_bin(c, self.n_bins)
-        frac = self.layer_energies(showers) / e_inc
-        hit = frac > 0
-        if self.layer_map is not None:
-            mapped = self._map_layers(frac, bins)
-            layer_scale = torch.where(hit, mapped / torch.where(hit, frac, torch.ones_like(frac)),
-                                      torch.ones_like(frac))
-            total = mapped.sum(dim=1, keepdim=True)
-        else:
-            layer_scale = torch.ones_like(frac)
-            total = frac.sum(dim=1, keepdim=True)
+        for i in range(len(self.levels)):
+            showers = self._apply_level(i, showers, e_inc, bins)
+        total = showers.sum(dim=1, keepdim=True) / e_inc
         some = total > 0
         safe_total = torch.where(some, total, torch.ones_like(total))
         total_scale = torch.where(some, self.total_map.map_log(torch.log(safe_total), bins).exp() / safe_total,
                                   torch.ones_like(total))
-        scale = (layer_scale * total_scale).index_select(1, self.voxel_layer)
-        return torch.minimum(showers * scale, e_inc * self.max_voxel_fraction)
+        return torch.minimum(showers * total_scale, e_inc * self.max_voxel_fraction)

@@ -22,7 +22,7 @@ from torch import nn
 from detsim.config import to_plain
 from detsim.data.settings import DataSettings, measure_settings
 from detsim.errors import ConfigError
-from detsim.geometry import Geometry, load_geometry
+from detsim.geometry import Geometry, RadialLayer, load_geometry
 from detsim.models.vae import compat, losses
 from detsim.models.vae.energy_map import EnergyMap, NoEnergyMap
 from detsim.models.vae.generator import ShowerGenerator
@@ -135,7 +135,8 @@ class CaloVAE(L.LightningModule):
                             transform=self.transform)
         layer_bounds = [(s.start, s.stop) for s in self.layer_slices]
         energy_map = (NoEnergyMap(layer_bounds) if hp.get("energy_map") is None else
-                      build(hp["energy_map"], "energy_map", EnergyMap, layer_bounds=layer_bounds))
+                      build(hp["energy_map"], "energy_map", EnergyMap, layer_bounds=layer_bounds,
+                            voxel_ring=_radial_ring(self.geometry)))
         self.generator = ShowerGenerator(
             ShowerDecoder(hp["latent_dim"], dec_hidden, dec["activation"], head_module),
             build(hp["prior"], "prior", LatentPrior, latent_dim=hp["latent_dim"]),
@@ -244,7 +245,11 @@ class CaloVAE(L.LightningModule):
         return loss
 
     def _keep_layer_energies(self, batch: Any) -> None:
-        """Keep the training showers' incident and layer energies (L numbers a shower): the energy map's reference."""
+        """Keep the training showers' incident and layer energies (L numbers a shower): the energy map's reference.
+
+        Kept across epochs until `reference_showers` are held (they are data, not model outputs): a last epoch
+        cut short by `trainer.max_time` then still fits the map to the full reference, not to a few batches.
+        """
         emap = self.generator.energy_map
         kept = sum(len(e) for e, _ in self._train_layers)
         if isinstance(emap, NoEnergyMap) or kept >= emap.reference_showers:
@@ -252,10 +257,8 @@ class CaloVAE(L.LightningModule):
         e_inc, showers = unpack_batch(batch)
         take = emap.reference_showers - kept
         with torch.no_grad():
-            self._train_layers.append((e_inc[:take].detach().float(), emap.layer_energies(showers[:take].detach().float())))
+            self._train_layers.append((e_inc[:take].detach().float(), emap.group_energies(showers[:take].detach().float())))
 
-    def on_train_epoch_start(self) -> None:
-        self._train_layers = []
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, c, post = self._step(batch, "val")
@@ -300,19 +303,21 @@ class CaloVAE(L.LightningModule):
         e_inc = e_inc.reshape(-1).to(self.device, torch.float32)
         e_gen = e_inc.repeat(max(vmap.samples_per_shower, 1))
         generator = torch.Generator(device=e_gen.device).manual_seed(seed)
-        with vmap.disabled():
+        # both maps off: the voxel map is fitted to the decoder's own showers (with the energy map of the previous
+        # epoch on, each map was fitted to the other's output: a feedback that blew E_tot up 1.3-2.3x by epoch 41)
+        with vmap.disabled(), self.generator.energy_map.disabled():
             generated = self.generator(e_gen, generator)
         vmap.fit(self.condition.forward(e_inc), showers.to(self.device) / e_inc.reshape(-1, 1),
                       self.condition.forward(e_gen), generated / e_gen.reshape(-1, 1))
 
     @torch.no_grad()
-    def fit_energy_map(self, e_inc: torch.Tensor, layers: torch.Tensor, seed: int = 1) -> None:
-        """Fit the energy map to reference incident energies (N,) and layer energies (N, L), MeV.
+    def fit_energy_map(self, e_inc: torch.Tensor, groups: torch.Tensor, seed: int = 1) -> None:
+        """Fit the energy map to reference incident energies (N,) and voxel-group energies (N, G), MeV.
 
         The generator draws `samples_per_shower` showers per reference energy with the energy map off (the
         voxel map on, as fitted) and the map moves their layer energies and totals onto the reference's.
-        Training calls this after each validation epoch with the epoch's training showers (their layer sums
-        only: L numbers a shower, so all of them fit in memory).
+        Training calls this after each validation epoch with the training showers kept so far (their layer
+        sums only: L numbers a shower, so all of them fit in memory).
         """
         emap = self.generator.energy_map
         e_inc = e_inc.reshape(-1).to(self.device, torch.float32)
@@ -320,8 +325,8 @@ class CaloVAE(L.LightningModule):
         generator = torch.Generator(device=e_gen.device).manual_seed(seed)
         with emap.disabled():
             generated = self.generator(e_gen, generator)
-        emap.fit(self.condition.forward(e_inc), layers.to(self.device) / e_inc.reshape(-1, 1),
-                 self.condition.forward(e_gen), emap.layer_energies(generated) / e_gen.reshape(-1, 1))
+        emap.fit_showers(self.condition.forward(e_inc), groups.to(self.device) / e_inc.reshape(-1, 1),
+                         self.condition.forward(e_gen), generated, e_gen.reshape(-1, 1))
 
     def configure_optimizers(self) -> Any:
         cfg = self.optimizer_cfg
@@ -348,6 +353,15 @@ class CaloVAE(L.LightningModule):
         module = copy.deepcopy(self.generator).cpu().eval()
         example = np.array([[self.condition.e_min_mev], [self.condition.e_max_mev]], dtype=np.float32)
         return module, example
+
+
+def _radial_ring(geometry: Geometry) -> np.ndarray:
+    """(V,) radial bin of each voxel in its layer (0 in rectangular grid layers, which have no rings)."""
+    ring = geometry.voxel_cell_index[1].copy()
+    for layer, sl in zip(geometry.layers, geometry.layer_slices):
+        if not isinstance(layer, RadialLayer):
+            ring[sl] = 0
+    return ring
 
 
 def _get(hp: Mapping[str, Any], path: tuple[str, ...]) -> Any:

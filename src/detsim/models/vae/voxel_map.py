@@ -203,8 +203,10 @@ class QuantileVoxelMap(VoxelMap):
     tables_per_bin = True
 
     def __init__(self, n_voxels: int, n_bins: int, n_knots: int, grid: int, margin: float, min_hits: int,
-                 samples_per_shower: int, reference_showers: int, cap_margin: float | None = None) -> None:
+                 samples_per_shower: int, reference_showers: int, cap_margin: float | None = None,
+                 min_hit_fraction: float = 0.0) -> None:
         super().__init__(n_voxels, n_bins, min_hits, samples_per_shower, reference_showers)
+        self.min_hit_fraction = float(min_hit_fraction)
         if grid < 2 or n_knots < 2:
             raise ConfigError(f"model.voxel_map: need grid >= 2 and n_knots >= 2 (found {grid}, {n_knots})")
         if cap_margin is not None and cap_margin < 0:
@@ -229,7 +231,12 @@ class QuantileVoxelMap(VoxelMap):
         for b, ((qr, nr), (qg, ng)) in enumerate(fits):
             if caps is not None:  # unmapped voxels: the identity, ending at the cap
                 inv_step[b], offset[b], table[b] = _capped_identity(caps[b], n_grid)
-            for v in np.flatnonzero((nr >= self.min_hits) & (ng >= self.min_hits)):
+            # mapped: enough hits, and hit in at least `min_hit_fraction` of the bin's showers on both sides (the
+            # map moves energies given a hit; where the hit probability is off, that would move the mean)
+            rows_ref, rows_gen = max(pairs[b][0].shape[0], 1), max(pairs[b][1].shape[0], 1)
+            enough = (nr >= self.min_hits) & (ng >= self.min_hits)
+            enough &= (nr >= self.min_hit_fraction * rows_ref) & (ng >= self.min_hit_fraction * rows_gen)
+            for v in np.flatnonzero(enough):
                 # the grid reaches `margin` spans beyond the generated range, continued with slope 1 (a
                 # generated value outside the fitted range moves by the end's shift); beyond, it is clamped
                 span = max(qg[-1, v] - qg[0, v], 1e-9)
@@ -312,3 +319,20 @@ class QuantileVoxelMap(VoxelMap):
         idx = i.to(torch.int64).add_(base).reshape(-1)
         at = self.table.reshape(-1).index_select(0, idx).reshape(y.shape)
         return torch.addcmul(at, self.step.reshape(-1).index_select(0, idx).reshape(y.shape), t.sub_(i))
+
+
+class VoxelCapMap(QuantileVoxelMap):
+    """Each voxel's energy as the decoder sampled it, capped per incident-energy bin at the reference's largest
+    value of that voxel + `cap_margin` (log): the bound of `QuantileVoxelMap` without its quantile mapping.
+
+    Why: on dataset 2 the validation split holds ~100 showers per bin, too few for 65 quantiles of each of 6480
+    voxels; the noisy per-voxel maps moved E_tot / E_inc by -11 % at 1 GeV and made the energy map's fit
+    depend on the seed (docs/studies/2026-12-07-physics-fidelity.md). The cap alone keeps a hot sampled
+    voxel from reaching tens of times E_inc.
+    """
+
+    def __init__(self, n_voxels: int, n_bins: int, grid: int, cap_margin: float, samples_per_shower: int,
+                 reference_showers: int) -> None:
+        super().__init__(n_voxels, n_bins, n_knots=2, grid=grid, margin=0.0, min_hits=2**62,
+                         samples_per_shower=samples_per_shower, reference_showers=reference_showers,
+                         cap_margin=cap_margin)
