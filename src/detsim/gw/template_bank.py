@@ -179,5 +179,5 @@ def place_bank(cfg: Mapping[str, Any], priors: Mapping[str, Any], spectra_of: Ca
     if placement == "stochastic":
         candidates = placement_candidates(priors, int(cfg["n_candidates"]), int(cfg["seed"]))
         return stochastic_bank(candidates, spectra_of, float(cfg["minimal_match"]), n_lags, float(cfg["chirp_window"]),
-                               progress=progress)
+                               batch=int(cfg.get("batch", 64)), progress=progress)
     raise ConfigError(f"gw bank placement {placement!r} is unknown: use 'grid' or 'stochastic'")
