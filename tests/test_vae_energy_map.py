@@ -17,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from detsim.models.vae.energy_map import NoEnergyMap, QuantileEnergyMap, layer_matrix
-from detsim.models.vae.voxel_map import QuantileVoxelMap
+from detsim.models.vae.voxel_map import QuantileVoxelMap, VoxelCapMap
 from detsim.paths import config_dir
 
 from conftest import SHARED_DATA, vae_kwargs
@@ -26,9 +26,13 @@ G4_TRAIN = SHARED_DATA / "geant4" / "g4_ds2_e_1_100gev_train.h5"
 BOUNDS = [(0, 3), (3, 7)]  # two layers of 3 and 4 voxels
 
 
+RINGS = [0, 1, 1, 0, 1, 1, 2]  # radial ring of each voxel inside its layer
+
+
 def energy_map(layers: bool, cap_margin: float = 0.05, n_bins: int = 1) -> QuantileEnergyMap:
-    return QuantileEnergyMap(BOUNDS, layers=layers, n_bins=n_bins, n_knots=65, grid=256, margin=0.25,
-                             cap_margin=cap_margin, min_showers=20, samples_per_shower=1, reference_showers=10_000)
+    return QuantileEnergyMap(BOUNDS, groups=["rings", "layers"] if layers else [], n_bins=n_bins, n_knots=65,
+                             grid=256, margin=0.25, cap_margin=cap_margin, min_showers=20, samples_per_shower=1,
+                             reference_showers=10_000, voxel_ring=RINGS)
 
 
 def showers_from_layers(layer_fractions: np.ndarray, e_inc: float, seed: int) -> torch.Tensor:
@@ -43,8 +47,8 @@ def showers_from_layers(layer_fractions: np.ndarray, e_inc: float, seed: int) ->
 
 def fit(emap: QuantileEnergyMap, ref: torch.Tensor, gen: torch.Tensor, e_inc: float) -> None:
     n_ref, n_gen = len(ref), len(gen)
-    m = layer_matrix(BOUNDS)
-    emap.fit(torch.full((n_ref, 1), 0.5), ref @ m / e_inc, torch.full((n_gen, 1), 0.5), gen @ m / e_inc)
+    emap.fit_showers(torch.full((n_ref, 1), 0.5), emap.group_energies(ref) / e_inc, torch.full((n_gen, 1), 0.5), gen,
+                     torch.full((n_gen, 1), e_inc))
 
 
 @pytest.mark.parametrize("layers", [False, True])
@@ -83,8 +87,8 @@ def test_the_map_gives_the_reference_resolution_and_tail_and_keeps_each_showers_
         assert got.std(0).numpy() == pytest.approx(want.std(0).numpy(), rel=0.15)
 
 
-def test_the_map_leaves_the_shape_inside_a_layer():
-    """Voxels of a layer are scaled by one factor: their fractions of the layer energy are the decoder's."""
+def test_the_map_leaves_the_shape_inside_a_cell():
+    """Voxels of a (layer, ring) cell are scaled by one factor: their fractions of the cell's energy are the decoder's."""
     rng = np.random.default_rng(4)
     e = 5000.0
     ref = showers_from_layers(np.abs(rng.normal([0.3, 0.6], 0.02, (5000, 2))), e, 5)
@@ -92,9 +96,9 @@ def test_the_map_leaves_the_shape_inside_a_layer():
     emap = energy_map(True)
     fit(emap, ref, gen, e)
     mapped = emap.map_showers(gen[:100], torch.full((100, 1), e), torch.full((100, 1), 0.5))
-    for a, b in BOUNDS:
-        before = gen[:100, a:b] / gen[:100, a:b].sum(1, keepdim=True)
-        after = mapped[:, a:b] / mapped[:, a:b].sum(1, keepdim=True)
+    for cell in ([1, 2], [4, 5]):  # the two cells of more than one voxel
+        before = gen[:100, cell] / gen[:100, cell].sum(1, keepdim=True)
+        after = mapped[:, cell] / mapped[:, cell].sum(1, keepdim=True)
         assert torch.allclose(before, after, atol=1e-5)
 
 
@@ -126,6 +130,12 @@ def test_voxel_caps_bound_mapped_and_unmapped_voxels():
     out = vmap.map_log(inside.clone(), torch.zeros(1, dtype=torch.long))[0]
     assert float(out[1]) == pytest.approx(math.log(0.015), abs=1e-4)
     assert float(out[2]) == pytest.approx(-20.0, abs=1e-4)
+    # the cap-only map (the ds2 default): no voxel is mapped, every one is capped
+    caps = VoxelCapMap(3, n_bins=1, grid=64, cap_margin=0.5, samples_per_shower=1, reference_showers=n)
+    caps.fit(torch.full((n,), 0.5), ref, torch.full((n,), 0.5), gen)
+    assert float(caps.map_log(inside.clone(), torch.zeros(1, dtype=torch.long))[0, 0]) == pytest.approx(-3.0, abs=1e-4)
+    top = caps.map_log(hot.clone(), torch.zeros(3, dtype=torch.long))[0]
+    assert float(top[0]) == pytest.approx(float(torch.log(ref[:, 0]).max()) + 0.5, abs=2e-3)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -160,7 +170,7 @@ def trained_on_geant4(tmp_path_factory):
         cfg = compose("train", overrides=[
             "experiment=calo_vae_ds2", f"data.path={G4_TRAIN}", "data.max_showers=900", "data.batch_size=64",
             "trainer.max_epochs=2", "trainer.accelerator=cpu", "model.encoder.hidden=[64,32]", "model.latent_dim=4",
-            "model.voxel_map.reference_showers=200", "model.voxel_map.min_hits=10", "model.energy_map.n_bins=3",
+            "model.voxel_map.reference_showers=200", "model.energy_map.n_bins=3",
             "model.energy_map.min_showers=20", "callbacks.validation_plots=null", "callbacks.fidelity.max_showers=90",
             "callbacks.progress_bar=null", "logger.log_model=false", f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db",
             "run_test=false", f"paths.output_dir={tmp}/out"])

@@ -69,7 +69,8 @@ class EnergyMap(nn.Module):
     """
 
     def __init__(self, layer_bounds: Sequence[tuple[int, int]], samples_per_shower: int = 0,
-                 reference_showers: int = 0, max_voxel_fraction: float = 1.0) -> None:
+                 reference_showers: int = 0, max_voxel_fraction: float = 1.0,
+                 voxel_ring: Sequence[int] | None = None) -> None:
         super().__init__()
         if max_voxel_fraction <= 0:
             raise ConfigError(f"model.energy_map.max_voxel_fraction: expected > 0, found {max_voxel_fraction}")
