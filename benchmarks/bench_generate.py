@@ -77,10 +77,10 @@ def matmul_chain(gen: torch.nn.Module, batch: int) -> Callable[[], Any]:
 
 
 def draw_only(gen: torch.nn.Module, batch: int) -> Callable[[], Any]:
-    """The batch's random numbers alone, as every runtime here draws them (`ShowerGenerator.draw`, on the
-    generator's `random_stream`): with the matmuls, the floor of generation on that stream."""
-    g = torch.Generator().manual_seed(2)
-    return lambda: gen.draw(batch, g)
+    """The batch's random numbers alone, as every runtime here draws them (`ShowerGenerator.draw`): with the
+    matmuls, the floor of generation on that stream."""
+    rng = torch.Generator().manual_seed(2)
+    return lambda: gen.draw(batch, rng)
 
 
 def sampler_math(gen: torch.nn.Module, batch: int) -> Callable[[], Any]:
@@ -112,7 +112,7 @@ def onnx_runner(gen: torch.nn.Module, threads: int, tmp: Path, chunk: int) -> Ca
     1 4.7 -> 3.3 ms, ds1 batch 100 1.76 -> 1.46 ms, measured in turns)."""
     import onnxruntime as ort
 
-    from detsim.models.vae.export import export
+    from detsim.runtime.export import export
 
     path = export(gen, tmp / "generator.onnx", "onnx")
 
@@ -129,8 +129,8 @@ def onnx_runner(gen: torch.nn.Module, threads: int, tmp: Path, chunk: int) -> Ca
     def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
         return per_call.run(None, inputs)[0]
 
-    def run(e: torch.Tensor, g: torch.Generator) -> Any:
-        draws = gen.draw(len(e), g)
+    def run(e: torch.Tensor, rng: torch.Generator) -> Any:
+        draws = gen.draw(len(e), rng)
         inputs = {"incident_energy": e.numpy(), **{k: v.numpy() for k, v in draws.items()}}
         if len(e) <= chunk:
             return lone.run(None, inputs)[0]
@@ -144,12 +144,12 @@ def profile_eager(gen: torch.nn.Module, batch: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     e = energies(gen, batch)
-    g = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
     with torch.inference_mode():
-        gen(e, g)
+        gen(e, rng)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(3):
-                gen(e, g)
+                gen(e, rng)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
 
 
@@ -175,7 +175,8 @@ def energies(gen: torch.nn.Module, n: int) -> torch.Tensor:
 
 def main() -> None:
     from detsim.config import compose_config
-    from detsim.models.vae.allocator import keep_freed_buffers
+    from detsim.runtime import compile_generator
+    from detsim.runtime.allocator import keep_freed_buffers
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=int, default=1, choices=sorted(EXPERIMENTS))
@@ -205,15 +206,15 @@ def main() -> None:
     if "eager" in args.runtimes:
         runners["eager"] = gen
     if "compile" in args.runtimes:
-        runners["compile"] = torch.compile(gen)
+        runners["compile"] = compile_generator(gen)
     with tempfile.TemporaryDirectory() as tmp:
         if "onnx" in args.runtimes:
             runners["onnxruntime"] = onnx_runner(gen, args.threads, Path(tmp), args.onnx_chunk)
         results: dict[int, dict[str, float]] = {}
         for batch in args.batches:
             e = energies(gen, batch)
-            g = torch.Generator().manual_seed(1)
-            fns = {name: (lambda run=run: run(e, g)) for name, run in runners.items()}
+            rng = torch.Generator().manual_seed(1)
+            fns = {name: (lambda run=run: run(e, rng)) for name, run in runners.items()}
             fns["matmul limit"] = matmul_chain(gen, batch)
             fns["draws"] = draw_only(gen, batch)
             fns["sampler math"] = sampler_math(gen, batch)

@@ -89,3 +89,11 @@ def test_the_checker_catches_generation_importing_a_simulator(tmp_path: Path) ->
     assert done.returncode != 0 and "detsim.generate -> detsim.sim.calo.response" in done.stdout, done.stdout[-3000:]
     assert "Judging and generating never import a simulator BROKEN" in done.stdout
     assert "Rooms are stacked: nothing imports upward KEPT" in done.stdout
+
+
+def test_the_checker_catches_the_runtime_importing_the_model(tmp_path: Path) -> None:
+    """The generation runtime knows the VAE's parts by what they do; the model builds its ShowerGenerator from them.
+    The runtime importing the model (a circle between the two rooms) is reported BROKEN."""
+    done = _planted(tmp_path, "detsim/runtime/generator.py", "from detsim.models.vae import heads")
+    assert done.returncode != 0 and "detsim.runtime.generator -> detsim.models.vae.heads" in done.stdout, done.stdout[-3000:]
+    assert "Rooms are stacked: nothing imports upward BROKEN" in done.stdout

@@ -40,7 +40,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     f = {name: d / name for name in (
         "good.h5", "v367.h5", "v373.h5", "v300.root", "scalar_energy.h5", "rntuple.root", "empty.h5", "text.h5",
         "missing_keys.h5", "lengths.h5", "nan.h5", "negative_energy.h5", "empty.ckpt", "corrupt.ckpt",
-        "hdf5.ckpt", "plain_dict.ckpt", "zero_rows.h5", "truncated.h5")}
+        "hdf5.ckpt", "plain_dict.ckpt", "old.ckpt", "zero_rows.h5", "truncated.h5")}
     write_showers(f["good.h5"], _showers(40, 368))
     write_showers(f["v367.h5"], _showers(20, 367))
     write_showers(f["v373.h5"], _showers(20, 373))
@@ -70,6 +70,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     f["corrupt.ckpt"].write_bytes(np.random.default_rng(1).bytes(4096))
     f["hdf5.ckpt"].write_bytes(f["good.h5"].read_bytes())
     torch.save({"state_dict": {"w": torch.zeros(2)}}, f["plain_dict.ckpt"])
+    f["old.ckpt"].write_bytes((Path(__file__).parent / "fixtures" / "calo_vae_default_v0.ckpt").read_bytes())
     f["regular_file"] = d / "regular_file"
     f["regular_file"].write_text("not a folder")
     return f
@@ -173,9 +174,15 @@ CASES: dict[str, Case] = {
     "generate-out-exists": Case("generate", _a(*GEN, "out={v367_h5}"), "overwrite=true"),
     "generate-resume-not-a-bool": Case("generate", _a(*GEN, "out={out}/g.h5", "resume=yes"), "resume: expected true or false"),
     "generate-out-suffix": Case("generate", _a(*GEN, "out={out}/g.npy"), ".npy"),
-    "generate-random-stream-unknown": Case("generate", _a(*GEN, "out={out}/g.h5", "random_stream=mt"),
-                                           "random_stream: expected one of"),
+    "generate-old-checkpoint": Case("generate", _a("ckpt={old_ckpt}", "reference={good_h5}", "out={out}/g.h5"),
+                                    "detsim-upgrade-checkpoint"),
     "generate-batch-size-zero": Case("generate", _a(*GEN, "out={out}/g.h5", "batch_size=0"), "batch_size"),
+    # detsim-upgrade-checkpoint
+    "upgrade-in-missing": Case("upgrade_checkpoint", _a("in={out}/absent.ckpt", "out={out}/new.ckpt"), "absent.ckpt"),
+    "upgrade-in-corrupt": Case("upgrade_checkpoint", _a("in={corrupt_ckpt}", "out={out}/new.ckpt"), "corrupt.ckpt"),
+    "upgrade-in-not-a-vae": Case("upgrade_checkpoint", _a("in={plain_dict_ckpt}", "out={out}/new.ckpt"),
+                                 "plain_dict.ckpt"),
+    "upgrade-out-exists": Case("upgrade_checkpoint", _a("in={old_ckpt}", "out={v367_h5}"), "overwrite=true"),
     # detsim-evaluate
     "evaluate-out-dir-in-proc": Case("evaluate", _a("reference={good_h5}", "generated={good_h5}",
                                                     "out_dir=/proc/eval"), "/proc"),

@@ -1,24 +1,22 @@
-"""The per-voxel uniforms of generation (models/vae/uniforms.py): reproducible, thread-count independent,
-uniform and independent between row blocks; the legacy stream is torch's own."""
+"""The per-voxel uniforms of generation (runtime/uniforms.py): reproducible, thread-count independent,
+uniform and independent between row blocks."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from scipy import stats
 
-from detsim.errors import ConfigError
-from detsim.models.vae.uniforms import ROWS_PER_STREAM, draw_uniforms
+from detsim.runtime.uniforms import ROWS_PER_STREAM, draw_uniforms
 
 N = 2 * ROWS_PER_STREAM + 300  # three blocks, the last one partial
 
 
-def _draw(seed: int, threads: int, n: int = N, width: int = 37, **kw) -> torch.Tensor:
+def _draw(seed: int, threads: int, n: int = N, width: int = 37) -> torch.Tensor:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return draw_uniforms(n, width, torch.Generator().manual_seed(seed), **kw)
+        return draw_uniforms(n, width, torch.Generator().manual_seed(seed))
     finally:
         torch.set_num_threads(before)
 
@@ -37,8 +35,8 @@ def test_written_into_out_equals_returned():
 
 
 def test_each_draw_advances_the_generator():
-    g = torch.Generator().manual_seed(3)
-    first, second = draw_uniforms(100, 10, g), draw_uniforms(100, 10, g)
+    rng = torch.Generator().manual_seed(3)
+    first, second = draw_uniforms(100, 10, rng), draw_uniforms(100, 10, rng)
     assert not torch.equal(first, second)
 
 
@@ -53,19 +51,9 @@ def test_uniform_on_unit_interval_and_blocks_independent():
     assert abs(np.corrcoef(blocks[1], blocks[2])[0, 1]) < 0.02
 
 
-def test_torch_stream_is_torch_rand_on_the_generator():
-    got = draw_uniforms(50, 7, torch.Generator().manual_seed(9), stream="torch")
-    assert torch.equal(got, torch.rand(50, 7, generator=torch.Generator().manual_seed(9)))
-
-
-def test_unknown_stream_is_refused():
-    with pytest.raises(ConfigError, match="random_stream"):
-        draw_uniforms(5, 5, None, stream="mt19937")
-
-
 FORK_SCRIPT = """
 import multiprocessing as mp, torch
-from detsim.models.vae.uniforms import draw_uniforms
+from detsim.runtime.uniforms import draw_uniforms
 
 def draw():
     torch.set_num_threads(2)

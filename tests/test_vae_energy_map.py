@@ -203,7 +203,7 @@ def test_exported_graphs_carry_the_energy_map(trained_on_geant4, tmp_path):
     import onnxruntime as ort
 
     from detsim.generate import load_generator
-    from detsim.models.vae.export import example_inputs, export, input_names
+    from detsim.runtime.export import example_inputs, export, input_names
 
     gen = load_generator(trained_on_geant4).module
     names = input_names(gen)

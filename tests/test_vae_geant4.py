@@ -72,8 +72,7 @@ def test_sampler_draws_the_distribution_the_term_scores():
     head = default_head(1)
     n, loc, s = 100_000, -3.0, 0.5
     for lower in (-5.0, loc + 4.0 * s):  # z_lo = -4 (Weibull piece) and z_lo = 4 (beyond tail_z = 3)
-        out = {"hit": torch.full((n, 1), 20.0), "loc": torch.full((n, 1), loc),
-               "log_scale": torch.full((n, 1), math.log(s))}
+        out = {"hit": torch.full((n, 1), 20.0), "loc": torch.full((n, 1), loc), "scale": torch.full((n, 1), s)}
         u = torch.rand(n, 1, generator=torch.Generator().manual_seed(2))
         z = (torch.log(head.sample(out, torch.full((n, 1), lower), u)) - loc) / s
         z_lo = torch.tensor((lower - loc) / s)

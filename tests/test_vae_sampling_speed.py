@@ -1,9 +1,10 @@
 """The fast generation path (row blocks, in-place sampling) draws exactly what the plain path drew.
 
 `reference_generate` is the whole-batch generation as it was before the speed work (decode all rows,
-sample with separate hit mask / energy / threshold passes); the blocked generator must reproduce it
-bit for bit for a fixed seed on one thread (same random stream, same roundings). With several threads
-the matmuls may split their sums differently per block size, so there the check is rounding-level.
+sample with separate hit mask / energy / threshold passes), on the parameters of the one generation formula
+(`ShowerDecoder.sampling_params`); the blocked generator must reproduce it bit for bit for a fixed seed on one
+thread (same random stream, same roundings). With several threads the matmuls may split their sums
+differently per block size, so there the check is rounding-level.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import pytest
 import torch
 from conftest import vae_kwargs
 
-from detsim.models.vae import CaloVAE, WeibullHurdleHead, generation, lower_log_fraction
-from detsim.models.vae.uniforms import draw_uniforms
+from detsim.models.vae import CaloVAE, WeibullHurdleHead, lower_log_fraction
+from detsim.runtime import generator as runtime_generator
+from detsim.runtime.generator import apply_threshold, rescale_energy
+from detsim.runtime.uniforms import draw_uniforms
 
 THRESHOLD = 0.02
 
@@ -35,16 +38,15 @@ def default_model(*overrides: str, **groups: str) -> CaloVAE:
     return model
 
 
-def reference_generate(gen, incident_energy: torch.Tensor,
-                       generator: torch.Generator) -> torch.Tensor:
+def reference_generate(gen, incident_energy: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Generation before the speed work: whole batch, bool hit mask, masked_fill threshold."""
     e_inc = incident_energy.reshape(-1).to(torch.float32)
     c = gen.condition.forward(e_inc)
-    out = gen.decoder(gen.prior.sample(c, generator), c)
+    out = gen.decoder.sampling_params(gen.prior.sample(c, rng), c)
     head = gen.decoder.head
     lower = lower_log_fraction(gen.threshold_mev, e_inc)
-    loc, p, scale = out["loc"], torch.sigmoid(out["hit"]), out["log_scale"].exp()
-    u = draw_uniforms(loc.shape[0], loc.shape[1], generator, gen.random_stream)  # the generator's stream
+    loc, p, scale = out["loc"], torch.sigmoid(out["hit"]), out["scale"]
+    u = draw_uniforms(loc.shape[0], loc.shape[1], rng)  # the generator's stream
     hit = u < p
     v = u.div_(p).clamp_(1e-7, 1.0 - 1e-7)
     if isinstance(head, WeibullHurdleHead):
@@ -57,7 +59,7 @@ def reference_generate(gen, incident_energy: torch.Tensor,
     frac = y.exp_().mul_(hit)
     if gen.calibration != "none":
         groups = [(0, gen.n_voxels)] if gen.calibration == "total" else gen.layer_bounds
-        frac = generation.rescale_energy(frac, head.mean_fraction(out), groups)
+        frac = rescale_energy(frac, head.mean_fraction(out), groups)
     showers = frac.mul_(e_inc.reshape(-1, 1))
     return showers.masked_fill_(showers < gen.threshold_mev, 0.0)
 
@@ -70,7 +72,7 @@ def energies(n: int) -> torch.Tensor:
                                               ("hurdle_weibull", "layers")])
 def test_blocked_generation_equals_the_whole_batch_path_bit_for_bit(monkeypatch, one_thread, head, calibration):
     """Four blocks, the last partial; the fused Weibull path and the generic heads alike."""
-    monkeypatch.setattr(generation, "BLOCK_ROWS", 256)  # a multiple of 256, as generation.BLOCK_ROWS
+    monkeypatch.setattr(runtime_generator, "BLOCK_ROWS", 256)  # a multiple of 256, as BLOCK_ROWS
     gen = default_model(f"model.calibration={calibration}", head=head).generator
     e = energies(1000)
     with torch.inference_mode():
@@ -94,7 +96,7 @@ def test_generation_with_autograd_on_draws_the_same_numbers(one_thread):
 
 def test_multithreaded_blocks_agree_to_rounding():
     """More threads (one whole-batch block): roundings may move, nothing else may change."""
-    assert generation.BLOCK_ROWS % 256 == 0
+    assert runtime_generator.BLOCK_ROWS % 256 == 0
     gen = default_model().generator
     e = energies(5000)  # more than one default block
     with torch.inference_mode():
@@ -110,7 +112,7 @@ def test_threshold_cut_keeps_exactly_the_voxels_at_or_above_threshold():
     t = np.float32(THRESHOLD)
     x = torch.tensor([[0.0, np.nextafter(t, np.float32(0)), t, np.nextafter(t, np.float32(1)), 5.0]])
     want = x.masked_fill(x < THRESHOLD, 0.0)
-    assert torch.equal(generation.apply_threshold(x.clone(), gen.threshold_mev), want)
+    assert torch.equal(apply_threshold(x.clone(), gen.threshold_mev), want)
     assert want[0, 2] == t and want[0, 1] == 0  # the boundary itself is kept
 
 
@@ -137,7 +139,8 @@ def test_freed_batch_buffers_are_reused_without_page_faults():
     batch instead of being faulted in again page by page (in a subprocess: the setting is process-wide)."""
     script = """
 import resource, sys, torch
-from detsim.models.vae import allocator  # the model stack loaded, as in detsim-generate's process
+import detsim.models.vae  # the model stack loaded, as in detsim-generate's process
+from detsim.runtime import allocator
 ok = allocator.keep_freed_buffers(int(sys.argv[1]))
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -12,9 +12,10 @@ from test_vae_model import THRESHOLD, make_model, toy_showers
 from test_vae_sampling_speed import default_model, energies, reference_generate
 
 from detsim.errors import ConfigError
-from detsim.models.vae import CaloVAE, generation
+from detsim.models.vae import CaloVAE
 from detsim.models.vae.module import build
 from detsim.models.vae.voxel_map import VoxelMap
+from detsim.runtime.generator import apply_threshold
 
 
 def make_map(kind: str, n_voxels: int, **overrides) -> VoxelMap:
@@ -95,8 +96,8 @@ def test_fast_sampling_path_equals_calibrating_the_finished_showers():
     with torch.inference_mode():
         fast = model.sample(e[:1000], torch.Generator().manual_seed(9))
         plain = reference_generate(gen, e[:1000], torch.Generator().manual_seed(9))
-        slow = generation.apply_threshold(gen.voxel_map(plain, e[:1000, None], gen.condition.forward(e[:1000])),
-                                          gen.threshold_mev)
+        slow = apply_threshold(gen.voxel_map(plain, e[:1000, None], gen.condition.forward(e[:1000])),
+                               gen.threshold_mev)
     assert torch.equal(fast > 0, slow > 0)
     assert torch.allclose(fast, slow, rtol=1e-4)
     # and the map did its job: the generated hits now carry the reference's energies
@@ -131,19 +132,8 @@ def test_training_fits_the_calibration_on_validation_showers_and_checkpoints_it(
     assert torch.equal(loaded.sample(energies_, torch.Generator().manual_seed(1)), out)
 
 
-def test_checkpoint_from_before_the_voxel_map_still_loads(tmp_path):
-    model = make_model(f"model.readout_threshold_mev={THRESHOLD}", head="hurdle_lognormal", voxel_map="quantile")
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("generator.voxel_map.")}
-    checkpoint = {"state_dict": state, "hyper_parameters": dict(model.hparams),
-                  "pytorch-lightning_version": L.__version__}
-    path = tmp_path / "old.ckpt"
-    torch.save(checkpoint, path)
-    loaded = CaloVAE.load_from_checkpoint(path)
-    assert not loaded.generator.voxel_map.active
-
-
 def test_bin_by_bin_map_equals_the_one_gather_map_bit_for_bit():
-    """The eager path maps rows bin by bin (cache-friendly); graphs use one gather: same numbers."""
+    """Eager generation maps rows bin by bin (cache-friendly); graphs use one gather: same numbers."""
     model = default_model("model.voxel_map.min_hits=20")
     e = energies(3000)
     with torch.inference_mode():
@@ -151,5 +141,5 @@ def test_bin_by_bin_map_equals_the_one_gather_map_bit_for_bit():
         vmap = model.generator.voxel_map
         y = torch.randn(len(e), 368, generator=torch.Generator().manual_seed(1)) - 6.0
         bins = torch.as_tensor(np.random.default_rng(2).integers(0, vmap.n_bins, len(e)))
-        binned, rows = vmap.map_log(y.clone(), bins), vmap._map_rows(y.clone(), bins)
+        binned, rows = vmap.map_log(y.clone(), bins, by_bin=True), vmap.map_log(y.clone(), bins)
     assert not torch.equal(binned, y) and torch.equal(binned, rows)

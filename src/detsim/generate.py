@@ -3,7 +3,7 @@
 The model comes from a Lightning checkpoint path, an MLflow run id (its logged `model`), or an MLflow
 model URI (`runs:/<id>/model`, `models:/<name>/<version>`, `models:/<name>@<alias>`), never unpickled. Incident energies come from a
 reference shower file, an explicit list, or a spectrum config. Showers are generated in batches, batch b
-drawing from its own torch.Generator seeded by SeedSequence(seed, b) (same seed -> same file), and appended
+drawing from its own torch.Generator (`batch_rng`, seeded by SeedSequence(seed, b): same seed -> same file), and appended
 to `<out stem>.partial/`: memory stays flat, and a killed job rerun with the same command continues after
 its last whole batch (`detsim.io.resume`).
 """
@@ -29,10 +29,12 @@ from detsim.io import read_incident_energies
 from detsim.io.resume import resumable_output
 from detsim.models.vae import CaloVAE
 from detsim.provenance import provenance
+from detsim.runtime.graph import compile_generator
 from detsim.safe_model import load_logged_model, load_model_dir
 from detsim.security import allowed_name, check_targets, load_checkpoint
 from detsim.showers import CaloShowers
 from detsim.spectra import sample_energies
+from detsim.upgrade import COMMAND as UPGRADE_COMMAND, is_old
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "file:", "s3:/", "gs:/", "http://", "https://")
@@ -88,9 +90,11 @@ def _from_checkpoint(path: Path, device: str) -> LoadedGenerator:
         raise DataFileError(path, "hyper_parameters", "a CaloVAE checkpoint (hyper_parameters and state_dict)",
                             "neither" if hparams is None else type(hparams).__name__)
     check_targets({"_target_": allowed_name(CaloVAE), **hparams}, path)
+    if is_old(hparams):
+        raise DataFileError(path, "hyper_parameters", "a checkpoint in the current format",
+                            f"one written before the VAE package split (convert it once: {UPGRADE_COMMAND})")
     try:
         model = CaloVAE(**hparams)
-        model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -177,7 +181,7 @@ def use_compile(setting: bool | str, n: int, min_showers: int) -> bool:
     return bool(setting)
 
 
-def batch_generator(seed: int, batch: int, device: torch.device | str = "cpu") -> torch.Generator:
+def batch_rng(seed: int, batch: int, device: torch.device | str = "cpu") -> torch.Generator:
     """Batch `batch`'s own random stream: a resumed job redraws batch b exactly, whatever ran before it."""
     state = np.random.SeedSequence(int(seed), spawn_key=(int(batch),)).generate_state(1, np.uint64)[0]
     return torch.Generator(device=device).manual_seed(int(state >> np.uint64(1)))
@@ -190,22 +194,22 @@ def iter_generated(
     """Yield generated chunks from row `start` (a multiple of batch_size); the showers depend only on
     (model, energies, batch_size, seed, compile).
 
-    compile: run the generator through `torch.compile`, which fuses the per-voxel sampling and
-    calibration ops (~1.8x faster on CPU after a compilation of tens of seconds; worth it for millions of
-    showers). It draws the same random numbers as eager; the showers agree to float rounding. If
-    compilation fails (no C++ compiler, say), a warning is given and generation goes on eagerly.
+    compile: run the generator through `torch.compile` (`detsim.runtime.compile_generator`), which fuses the
+    per-voxel sampling and calibration ops (~1.8x faster on CPU after a compilation of tens of seconds; worth
+    it for millions of showers). It draws the same random numbers as eager; the showers agree to float
+    rounding. If compilation fails (no C++ compiler, say), a warning is given and generation goes on eagerly.
     """
     if start % batch_size:
         raise ConfigError(f"generate: a resumed job starts at a whole batch, found row {start} with batch_size {batch_size}")
     device = next(loaded.module.parameters()).device
-    module = torch.compile(loaded.module) if compile else loaded.module
+    module = compile_generator(loaded.module) if compile else loaded.module
     columns = (TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.inference_mode():
         task = bar.add_task("generate", total=len(energies), completed=start)
         for first in range(start, len(energies), batch_size):
             e = torch.as_tensor(energies[first : first + batch_size], device=device)
             try:
-                showers = module(e, batch_generator(seed, first // batch_size, device))
+                showers = module(e, batch_rng(seed, first // batch_size, device))
             except Exception as exc:  # noqa: BLE001 - compilation can fail for environment reasons
                 if module is loaded.module:
                     raise
@@ -213,15 +217,14 @@ def iter_generated(
                 warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                               "generating without compilation", RuntimeWarning, stacklevel=2)
                 module = loaded.module
-                showers = module(e, batch_generator(seed, first // batch_size, device))
+                showers = module(e, batch_rng(seed, first // batch_size, device))
             bar.advance(task, len(e))
             yield CaloShowers(e.cpu().numpy(), showers.float().cpu().numpy())
 
 
 def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_size: int, seed: int,
                            compile: bool) -> dict[str, Any]:
-    """What fixes a generated file: the weights and buffers, the energies, batch size, seed, random stream,
-    compile and device."""
+    """What fixes a generated file: the weights and buffers, the energies, batch size, seed, compile and device."""
     weights = hashlib.sha256()
     for name, tensor in sorted(loaded.module.state_dict().items()):
         weights.update(name.encode())
@@ -229,15 +232,13 @@ def generation_fingerprint(loaded: LoadedGenerator, energies: np.ndarray, batch_
     return {"model_sha256": weights.hexdigest(), "model_uri": loaded.model_uri or "",
             "energies_sha256": hashlib.sha256(np.ascontiguousarray(energies, dtype=np.float32).tobytes()).hexdigest(),
             "n": int(len(energies)), "batch_size": int(batch_size), "seed": int(seed), "compile": bool(compile),
-            "random_stream": str(loaded.module.random_stream), "device": str(next(loaded.module.parameters()).device),
+            "device": str(next(loaded.module.parameters()).device),
             "detsim_version": detsim.__version__}
 
 
 def provenance_attrs(loaded: LoadedGenerator, seed: int) -> dict[str, Any]:
-    """File attributes: model URI, its run, registry version, detsim version and commit, seed and random stream,
-    threshold."""
+    """File attributes: model URI, its run, registry version, detsim version and commit, seed, threshold."""
     attrs: dict[str, Any] = {"generator": "detsim CaloVAE", "seed": int(seed),
-                             "random_stream": str(loaded.module.random_stream),
                              "readout_threshold_mev": loaded.threshold_mev, **provenance(), **loaded.provenance}
     if loaded.model_uri:
         attrs["model_uri"] = loaded.model_uri

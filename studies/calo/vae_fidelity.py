@@ -192,7 +192,7 @@ def run_variant(args: tuple) -> dict[str, Any]:
 @torch.no_grad()
 def refit_prior(model, val_dl, kind: str) -> None:
     """Swap the trained model's latent prior for another kind fitted to the validation posteriors."""
-    from detsim.models.vae import LatentPrior  # the constructor by kind name
+    from detsim.models.vae import AggregatePrior, FittedPrior, StandardPrior
 
     old = model.generator.prior
     cs, posts = [], []
@@ -200,7 +200,10 @@ def refit_prior(model, val_dl, kind: str) -> None:
         _, c, post = model.loss_terms(batch["incident_energy"].float(), batch["showers"].float())
         cs.append(c), posts.append(post)
     c, post = torch.cat(cs), torch.cat(posts, dim=1)
-    prior = LatentPrior(post.shape[2], kind=kind, n_bins=old.n_bins, bank_size=post.shape[1]).to(c.device)
+    latent_dim, n_bins = post.shape[2], old.n_bins
+    prior = {"standard": lambda: StandardPrior(latent_dim),
+             "fitted": lambda: FittedPrior(latent_dim, n_bins=n_bins, min_count=50),
+             "aggregate": lambda: AggregatePrior(latent_dim, n_bins=n_bins, bank_size=post.shape[1])}[kind]().to(c.device)
     prior.fit(c, post[0], post[1], post[2])
     model.generator.prior = prior
 

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from detsim.cli.app import hydra_app
 from detsim.errors import ConfigError
 from detsim.generate import load_generator
-from detsim.models.vae.export import FORMATS, export, input_names
+from detsim.runtime.export import FORMATS, export, input_names
 
 
 def export_model(cfg: DictConfig) -> str:

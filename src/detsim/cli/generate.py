@@ -9,8 +9,7 @@ from detsim.config import flag, to_plain
 from detsim.generate import generate_to_file, incident_energies, load_generator, use_compile
 from detsim.io import file_format
 from detsim.io.writer import check_output_file
-from detsim.models.vae.allocator import keep_freed_buffers
-from detsim.models.vae.uniforms import check_stream
+from detsim.runtime.allocator import keep_freed_buffers
 from detsim.tracking import resolve_tracking_uri
 
 
@@ -20,12 +19,10 @@ def generate(cfg: DictConfig) -> str:
     batch_size = positive_int(cfg.batch_size, "batch_size")
     overwrite = flag(cfg.get("overwrite", False), "overwrite")
     resume, progress = flag(cfg.get("resume", True), "resume"), flag(cfg.get("progress", True), "progress")
-    stream = check_stream(str(cfg.get("random_stream", "pcg64")))
     file_format(cfg.out)
     check_output_file(cfg.out, overwrite)  # before the model is loaded: a bad out= costs nothing
     loaded = load_generator(cfg.ckpt, tracking_uri=resolve_tracking_uri(cfg.get("tracking_uri")),
                             device=cfg.get("device", "cpu"))
-    loaded.module.random_stream = stream
     root = to_plain(cfg.get("root"))
     spectrum = to_plain(cfg.get("spectrum"))
     energies = incident_energies(

@@ -55,10 +55,10 @@ class FidelityScore(L.Callback):
     def score(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
         """Generate for the validation energies with a fixed seed and compare (the model's own threshold)."""
         ref = self._reference_showers(trainer)
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        rng = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         was_training = pl_module.training
         pl_module.eval()
-        showers = pl_module.sample(torch.as_tensor(ref.incident_energy), generator).cpu().numpy()
+        showers = pl_module.sample(torch.as_tensor(ref.incident_energy), rng).cpu().numpy()
         pl_module.train(was_training)
         features = ShowerFeatures(pl_module.geometry, pl_module.threshold)
         separation = feature_separation(features, ref, CaloShowers(ref.incident_energy, showers), self.n_bins)

@@ -152,10 +152,10 @@ class ValidationPlots(L.Callback):
     def make_plots(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> list[Path]:
         """Generate, draw, save under the run folder and log to MLflow; return the PNG paths."""
         ref = self._reference_showers(trainer)
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        rng = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         was_training = pl_module.training
         pl_module.eval()
-        gen_showers = pl_module.sample(torch.as_tensor(ref.incident_energy), generator).cpu().numpy()
+        gen_showers = pl_module.sample(torch.as_tensor(ref.incident_energy), rng).cpu().numpy()
         pl_module.train(was_training)
         gen = CaloShowers(ref.incident_energy, gen_showers)
         out = Path(trainer.default_root_dir) / "validation_plots" / tag

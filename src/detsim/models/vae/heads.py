@@ -1,9 +1,10 @@
 """Voxel heads: the decoder's last layer, its training terms and its sampler (config group `model/vae/head`).
 
-A head maps the decoder trunk's output to per-voxel distribution parameters (`forward`), scores showers
-under them (`reco_terms`), gives the expected fraction E_voxel / E_inc (`mean_fraction`, used by the energy
-losses) and turns parameters plus uniforms into energies (`sample`). The uniforms are an argument, not
-drawn inside, so the generator, an exported graph and a C++ host all sample through the same code.
+A head maps the decoder trunk's output to per-voxel distribution parameters (`forward` for training,
+`sampling_params` for generation), scores showers under them (`reco_terms`), gives the expected fraction
+E_voxel / E_inc (`mean_fraction`, used by the energy losses and the energy rescaling) and turns parameters plus
+uniforms into energies (`sample`). The uniforms are an argument, not drawn inside, so eager, compiled and
+exported generation and a C++ host all sample through the same code.
 
 - `SigmoidHead`: the ATLAS reference, deterministic per-voxel fractions; a classifier tells its showers
   from simulation almost perfectly because it returns the *average* shower of a latent point (docs/vae.md).
@@ -25,7 +26,7 @@ from torch import nn
 
 from detsim.errors import ConfigError
 from detsim.models.vae import losses
-from detsim.models.vae.graph_mode import in_graph, linear
+from detsim.models.vae.layers import linear_bias_row
 from detsim.models.vae.transforms import VoxelTransform
 
 Params = Mapping[str, torch.Tensor]
@@ -46,7 +47,7 @@ def soft_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 
 def soft_clamp_exp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """exp(soft_clamp(x, lo, hi)) in closed form, e^lo (1 + a) / (1 + a e^(lo - hi)) with a = e^(x - lo):
-    one exp instead of two softplus and an exp (graphs sample with it; eager keeps soft_clamp's roundings).
+    one exp instead of two softplus and an exp (the sampler's width; training needs the log, `soft_clamp`).
     x is capped where the ratio has long reached e^hi, so a stays finite."""
     a = (x.clamp(max=lo + 80.0) - lo).exp()
     return (a + 1.0).div_(a.mul(math.exp(lo - hi)).add_(1.0)).mul_(math.exp(lo))
@@ -66,6 +67,12 @@ class VoxelHead(nn.Module):
     uniforms_per_voxel: int = 0
     #: True if `sample` takes E_inc and a log-fraction map itself (the fused fast path of generation)
     fused_sampler: bool = False
+    #: where the sampler truncates (the `lower` of `sample`), for generation to compute
+    lower_log_fraction = staticmethod(lower_log_fraction)
+
+    def sampling_params(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The parameters `sample` and `mean_fraction` take, from the trunk's last hidden layer h (N, n_hidden)."""
+        raise NotImplementedError
 
     def reco_terms(self, out: Params, showers: torch.Tensor, e_inc: torch.Tensor,
                    threshold: float) -> dict[str, torch.Tensor]:
@@ -77,7 +84,8 @@ class VoxelHead(nn.Module):
 
     def sample(self, out: dict[str, torch.Tensor], lower: torch.Tensor | None, uniform: torch.Tensor | None,
                e_inc: torch.Tensor | None = None, reuse: bool = False, log_map: LogMap | None = None) -> torch.Tensor:
-        """Sampled E_voxel / E_inc (times `e_inc` (N, 1) where the head is fused), >= 0, from (N, V) uniforms."""
+        """Sampled E_voxel / E_inc (times `e_inc` (N, 1) where the head is fused), >= 0, from (N, V) uniforms and
+        the parameters of `sampling_params`."""
         raise NotImplementedError
 
 
@@ -98,7 +106,12 @@ class SigmoidHead(VoxelHead):
             self.linear.bias.fill_(math.log(p) - math.log1p(-p))
 
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.linear(h)
+        return self._params(self.linear(h))
+
+    def sampling_params(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._params(linear_bias_row(self.linear, h))
+
+    def _params(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"x": torch.sigmoid(out) if self.transform.mode == "fraction" else out}
 
     def reco_terms(self, out: Params, showers: torch.Tensor, e_inc: torch.Tensor,
@@ -155,14 +168,19 @@ class HurdleHead(VoxelHead):
 
     # --- shared --------------------------------------------------------------------------------
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"hit": logits, "loc", "log_scale"}; traced into a graph also "scale" = e^log_scale, which the
-        sampler then takes (one exp; a graph drops the log_scale it does not use)."""
-        hit, loc, log_scale = linear(self.linear, h).float().chunk(3, dim=1)
+        """{"hit": logits, "loc", "log_scale" (the likelihood's), "scale" = e^log_scale (the mean's)}."""
+        hit, loc, width = self.linear(h).float().chunk(3, dim=1)
         bound = soft_clamp if self.width_bound == "smooth" else torch.clamp
-        out = {"hit": hit, "loc": loc, "log_scale": bound(log_scale, *self.log_scale_range)}
-        if in_graph() and self.width_bound == "smooth":
-            out["scale"] = soft_clamp_exp(log_scale, *self.log_scale_range)
-        return out
+        log_scale = bound(width, *self.log_scale_range)
+        return {"hit": hit, "loc": loc, "log_scale": log_scale, "scale": log_scale.exp()}
+
+    def sampling_params(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"hit": logits, "loc", "scale"}: the bias inside the matmul, the bounded width in one exp
+        (`soft_clamp_exp`) where training takes the log and then its exp."""
+        hit, loc, width = linear_bias_row(self.linear, h).float().chunk(3, dim=1)
+        lo, hi = self.log_scale_range
+        scale = soft_clamp_exp(width, lo, hi) if self.width_bound == "smooth" else width.clamp(lo, hi).exp()
+        return {"hit": hit, "loc": loc, "scale": scale}
 
     def reco_terms(self, out: Params, showers: torch.Tensor, e_inc: torch.Tensor,
                    threshold: float) -> dict[str, torch.Tensor]:
@@ -176,7 +194,7 @@ class HurdleHead(VoxelHead):
 
     def mean_fraction(self, out: Params) -> torch.Tensor:
         """Expected E_voxel / E_inc (ignoring the truncation, a small correction above threshold)."""
-        return torch.sigmoid(out["hit"]) * torch.exp(self.log_mean(out["loc"], out["log_scale"].exp()))
+        return torch.sigmoid(out["hit"]) * torch.exp(self.log_mean(out["loc"], out["scale"]))
 
     def sample(self, out: dict[str, torch.Tensor], lower: torch.Tensor | None, uniform: torch.Tensor | None,
                e_inc: torch.Tensor | None = None, reuse: bool = False, log_map: LogMap | None = None) -> torch.Tensor:
@@ -192,9 +210,8 @@ class HurdleHead(VoxelHead):
         """
         if uniform is None:
             raise ConfigError("HurdleHead.sample: needs one uniform per voxel, found none")
-        loc = out["loc"]
+        loc, scale = out["loc"], out["scale"]
         p = out["hit"].sigmoid_() if reuse else torch.sigmoid(out["hit"])
-        scale = out["scale"] if "scale" in out else out["log_scale"].exp_() if reuse else out["log_scale"].exp()
         if reuse:  # float 0/1 (a bool mask is 4x slower to make and use)
             hit = torch.lt(uniform, p, out=torch.empty_like(uniform))
             if e_inc is not None:

@@ -2,6 +2,11 @@
 
 The encoder sees the preprocessed voxels and the log-scaled incident energy; the decoder's trunk sees the
 latent point and the same condition and hands its last hidden layer to a voxel head (`heads.py`).
+
+The decoder computes its distribution parameters two ways, for two jobs: `forward` for training (what the loss
+terms need, through `nn.Linear`), `sampling_params` for generation (what the sampler needs, with the biases
+inside the matmuls: `linear_bias_row`). Generation runs `sampling_params` eagerly, compiled and exported alike,
+so every runtime computes one formula (tests/test_export.py checks them against each other).
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import torch
 from torch import nn
 
 from detsim.errors import ConfigError
-from detsim.models.vae.graph_mode import sequential
 
 
 def activation(name: str) -> nn.Module:
@@ -21,6 +25,21 @@ def activation(name: str) -> nn.Module:
         return getattr(nn, name)()
     except AttributeError as exc:
         raise ConfigError(f"model activation: expected a torch.nn class name (ELU, ReLU, ...), found {name!r}") from exc
+
+
+def linear_bias_row(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """layer(x) as one matmul: the bias is a last row of the weight matrix, times a column of ones appended to x.
+
+    Why: CPU addmm (torch's, and ONNX Runtime's Gemm) first copies the broadcast bias into its output, a whole
+    extra pass over batch x out (for the voxel head of a 10,000 batch as long as the matmul itself); a separate
+    bias add is fused back into addmm by torch.compile. One more input column costs 1/in of the matmul, and the
+    weight rows are constants in an exported graph. Training keeps `nn.Linear`: at its small batches the copied
+    weight matrix would cost more than the bias pass.
+    """
+    if layer.bias is None:
+        return layer(x)
+    ones = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+    return torch.mm(torch.cat([x, ones], dim=1), torch.cat([layer.weight.t(), layer.bias.reshape(1, -1)], dim=0))
 
 
 def mlp(sizes: Sequence[int], activation_name: str) -> nn.Sequential:
@@ -60,4 +79,12 @@ class ShowerDecoder(nn.Module):
         self.head = head
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.head(sequential(self.trunk, torch.cat([z, c], dim=1)))
+        """The head's parameters for training (`VoxelHead.forward`)."""
+        return self.head(self.trunk(torch.cat([z, c], dim=1)))
+
+    def sampling_params(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The head's parameters for its sampler (`VoxelHead.sampling_params`), every Linear as `linear_bias_row`."""
+        h = torch.cat([z, c], dim=1)
+        for layer in self.trunk:
+            h = linear_bias_row(layer, h) if isinstance(layer, nn.Linear) else layer(h)
+        return self.head.sampling_params(h)

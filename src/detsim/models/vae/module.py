@@ -2,7 +2,8 @@
 
 Training: encoder q(z | x, c), decoder p(x | z, c) with a voxel head, the loss terms of `losses.py`; after
 each validation epoch the latent prior and the voxel map are fitted to the validation showers, so a
-checkpoint always holds the generator of its own decoder. Generation is `self.generator`, a plain module.
+checkpoint always holds the generator of its own decoder. Generation is `self.generator`, a plain module
+(`detsim.runtime.ShowerGenerator`, built here from the networks).
 Every number comes from `conf/model/calo_vae*.yaml`; head, prior and voxel map are `_target_` configs
 (`conf/model/vae/`), built by `build` from detsim's own classes only (checkpoints are data, not code).
 """
@@ -23,14 +24,14 @@ from detsim.config import to_plain
 from detsim.data.settings import DataSettings, measure_settings
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, RadialLayer, load_geometry
-from detsim.models.vae import compat, losses
+from detsim.models.vae import losses
 from detsim.models.vae.energy_map import EnergyMap, NoEnergyMap
-from detsim.models.vae.generator import ShowerGenerator
 from detsim.models.vae.heads import VoxelHead
 from detsim.models.vae.layers import Encoder, ShowerDecoder
 from detsim.models.vae.prior import LatentPrior
 from detsim.models.vae.transforms import EnergyCondition, VoxelTransform
 from detsim.models.vae.voxel_map import IdentityVoxelMap, VoxelMap
+from detsim.runtime.generator import ShowerGenerator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,29 +93,28 @@ class CaloVAE(L.LightningModule):
         calibration: str,
         readout_threshold_mev: float | None,
         optimizer: Mapping[str, Any],
-        head: Mapping[str, Any] | None = None,
-        voxel_map: Mapping[str, Any] | None = None,
+        head: Mapping[str, Any],
+        voxel_map: Mapping[str, Any],
         energy_map: Mapping[str, Any] | None = None,
         max_voxel_fraction: float = 1.0,
-        **legacy: Any,
+        **unknown: Any,
     ) -> None:
         """Arguments as in `conf/model/calo_vae_atlas.yaml`; head, prior and voxel map are `_target_` configs.
 
-        Hyper-parameters of checkpoints written before the package split (`decoder.output`, `prior.kind`,
-        `marginals`) are translated by `compat.upgrade_hparams`; the translated ones are saved.
+        (Checkpoints written before the package split, with `decoder.output`, `prior.kind` and `marginals`, are
+        converted once by `detsim-upgrade-checkpoint`, `detsim.upgrade`.)
         `readout_threshold_mev`, `condition.e_min_mev / e_max_mev` and `preprocessing.scale` may be null:
         `setup` then measures them on the training split (`detsim.data.settings`) and stores them in the
         hyper-parameters, so the checkpoint holds the numbers it was trained with.
         """
         super().__init__()
-        hp = compat.upgrade_hparams(to_plain({
+        if unknown:
+            raise ConfigError(f"model: unknown keys {sorted(unknown)}; expected {list(_HPARAMS)}")
+        hp = to_plain({
             "geometry": geometry, "latent_dim": latent_dim, "encoder": encoder, "decoder": decoder, "head": head,
             "preprocessing": preprocessing, "condition": condition, "loss": loss, "prior": prior,
             "calibration": calibration, "voxel_map": voxel_map, "readout_threshold_mev": readout_threshold_mev,
-            "optimizer": optimizer, "energy_map": energy_map, "max_voxel_fraction": max_voxel_fraction, **legacy}))
-        unknown = set(hp) - set(_HPARAMS)
-        if unknown:
-            raise ConfigError(f"model: unknown keys {sorted(unknown)}; expected {list(_HPARAMS)}")
+            "optimizer": optimizer, "energy_map": energy_map, "max_voxel_fraction": max_voxel_fraction})
         self.save_hyperparameters(hp)
         self.unmeasured = [path for path in DATA_SETTINGS if _get(hp, path) is None]
         hp = _with_settings(hp, {DATA_SETTINGS[p]: _PLACEHOLDERS[DATA_SETTINGS[p]] for p in self.unmeasured})
@@ -190,15 +190,15 @@ class CaloVAE(L.LightningModule):
                               "first, or set them")
 
     # --- the model ------------------------------------------------------------------------------
-    def forward(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Generate showers (MeV) for the given incident energies (MeV)."""
+    def forward(self, incident_energy: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+        """Generate showers (MeV) for the given incident energies (MeV), every random number from `rng`."""
         self._check_measured()
-        return self.generator(incident_energy, generator)
+        return self.generator(incident_energy, rng)
 
     @torch.inference_mode()
-    def sample(self, incident_energy: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, incident_energy: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         self._check_measured()
-        return self.generator(incident_energy.to(self.device), generator)
+        return self.generator(incident_energy.to(self.device), rng)
 
     def loss_terms(self, e_inc: torch.Tensor, showers: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """All terms for a batch, plus the condition and stacked (z, mu, logvar) for the latent prior."""
@@ -302,11 +302,11 @@ class CaloVAE(L.LightningModule):
         vmap = self.generator.voxel_map
         e_inc = e_inc.reshape(-1).to(self.device, torch.float32)
         e_gen = e_inc.repeat(max(vmap.samples_per_shower, 1))
-        generator = torch.Generator(device=e_gen.device).manual_seed(seed)
+        rng = torch.Generator(device=e_gen.device).manual_seed(seed)
         # both maps off: the voxel map is fitted to the decoder's own showers (with the energy map of the previous
         # epoch on, each map was fitted to the other's output: a feedback that blew E_tot up 1.3-2.3x by epoch 41)
         with vmap.disabled(), self.generator.energy_map.disabled():
-            generated = self.generator(e_gen, generator)
+            generated = self.generator(e_gen, rng)
         vmap.fit(self.condition.forward(e_inc), showers.to(self.device) / e_inc.reshape(-1, 1),
                       self.condition.forward(e_gen), generated / e_gen.reshape(-1, 1))
 
@@ -322,9 +322,9 @@ class CaloVAE(L.LightningModule):
         emap = self.generator.energy_map
         e_inc = e_inc.reshape(-1).to(self.device, torch.float32)
         e_gen = e_inc.repeat(max(emap.samples_per_shower, 1))
-        generator = torch.Generator(device=e_gen.device).manual_seed(seed)
+        rng = torch.Generator(device=e_gen.device).manual_seed(seed)
         with emap.disabled():
-            generated = self.generator(e_gen, generator)
+            generated = self.generator(e_gen, rng)
         emap.fit_showers(self.condition.forward(e_inc), groups.to(self.device) / e_inc.reshape(-1, 1),
                          self.condition.forward(e_gen), generated, e_gen.reshape(-1, 1))
 
@@ -337,10 +337,6 @@ class CaloVAE(L.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **dict(plateau))
         # strict=False: a fit without validation (benchmarks, limit_val_batches=0) keeps the learning rate
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "strict": False}}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints written before the package split (or before the voxel map) load: see `compat`."""
-        compat.upgrade_state_dict(checkpoint.setdefault("state_dict", {}), self.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the MLflow run, so files generated from this checkpoint can name it."""

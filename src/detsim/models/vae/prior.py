@@ -2,7 +2,7 @@
 
 A VAE's aggregate posterior rarely fills N(0, I); sampling where the decoder was trained avoids decoding
 latent points it never saw. Each prior splits sampling into `draw` (the random numbers, in a fixed order
-from one torch.Generator) and `transform` (a deterministic function of the condition and those numbers),
+from one torch.Generator, `rng`) and `transform` (a deterministic function of the condition and those numbers),
 so an exported graph takes the numbers as inputs and a host controls the random stream.
 
 - `StandardPrior`: N(0, I).
@@ -26,17 +26,17 @@ class LatentPrior(nn.Module):
         super().__init__()
         self.latent_dim, self.n_bins = int(latent_dim), int(n_bins)
 
-    def draw(self, n: int, generator: torch.Generator | None, device: torch.device | str = "cpu",
+    def draw(self, n: int, rng: torch.Generator | None, device: torch.device | str = "cpu",
              dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The random numbers for `n` rows: {"normal": (n, latent_dim)} plus what a subclass needs."""
-        return {"normal": torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=dtype)}
+        return {"normal": torch.randn(n, self.latent_dim, generator=rng, device=device, dtype=dtype)}
 
     def transform(self, c: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
         """z (N, latent_dim) for conditions c (N, 1) from the numbers `draw` made."""
         return draws["normal"]
 
-    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.transform(c, self.draw(c.shape[0], generator, c.device, c.dtype))
+    def sample(self, c: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+        return self.transform(c, self.draw(c.shape[0], rng, c.device, c.dtype))
 
     @torch.no_grad()
     def fit(self, c: torch.Tensor, z: torch.Tensor, mu: torch.Tensor | None = None,
@@ -100,10 +100,10 @@ class AggregatePrior(LatentPrior):
     def fitted(self) -> bool:
         return bool(self.bank_count.any())
 
-    def draw(self, n, generator, device="cpu", dtype=torch.float32):
-        draws = super().draw(n, generator, device, dtype)
+    def draw(self, n, rng, device="cpu", dtype=torch.float32):
+        draws = super().draw(n, rng, device, dtype)
         if self.fitted:  # which bank member each row draws from (float64: exact for large banks)
-            draws["member"] = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+            draws["member"] = torch.rand(n, generator=rng, device=device, dtype=torch.float64)
         return draws
 
     def transform(self, c, draws):

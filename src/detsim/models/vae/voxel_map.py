@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from detsim.errors import ConfigError
-from detsim.models.vae.graph_mode import exporting, in_graph
 from detsim.models.vae.transforms import condition_bin
 
 # log(E_voxel / E_inc) range an identity row of the table covers: fractions from 4e-18 (far below any
@@ -114,6 +113,10 @@ class VoxelMap(nn.Module):
     def active(self) -> bool:
         return self.enabled and bool(self.fitted)
 
+    def bins(self, c: torch.Tensor) -> torch.Tensor:
+        """The map's incident-energy bin (N,) of conditions c (N, 1)."""
+        return condition_bin(c, self.n_bins)
+
     @contextmanager
     def disabled(self) -> Iterator[None]:
         """Generation without the map inside the block (the draws a fit needs; what the map costs)."""
@@ -139,8 +142,12 @@ class VoxelMap(nn.Module):
         """Buffer values from (reference, generated) fractions of each bin."""
         raise NotImplementedError
 
-    def map_log(self, y: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        """Mapped log fractions for log fractions y (N, V) of rows in condition bins `bins` (N,)."""
+    def map_log(self, y: torch.Tensor, bins: torch.Tensor, by_bin: bool = False) -> torch.Tensor:
+        """Mapped log fractions for log fractions y (N, V) of rows in condition bins `bins` (N,); may overwrite y.
+
+        by_bin=True lets the map take the rows bin by bin (a loop over the bins present: eager generation only,
+        a graph has no data-dependent loop); the numbers are the same either way.
+        """
         raise NotImplementedError
 
     def forward(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -150,11 +157,12 @@ class VoxelMap(nn.Module):
         """
         return self.map_showers(showers, e_inc, c) if self.active else showers
 
-    def map_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def map_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor,
+                    by_bin: bool = False) -> torch.Tensor:
         """`forward` without asking whether the map is fitted (no data-dependent branch, for graphs)."""
         hit = showers > 0
         y = torch.log(torch.where(hit, showers, e_inc) / e_inc)  # empty voxels: log 1 (masked below)
-        return self.map_log(y, condition_bin(c, self.n_bins)).exp_().mul_(e_inc).mul_(hit)
+        return self.map_log(y, self.bins(c), by_bin).exp_().mul_(e_inc).mul_(hit)
 
 
 class IdentityVoxelMap(VoxelMap):
@@ -188,7 +196,7 @@ class AffineVoxelMap(VoxelMap):
             shift[b] = np.where(ok, mr - slope[b] * mg, 0.0)
         return {"slope": slope, "shift": shift}
 
-    def map_log(self, y: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    def map_log(self, y: torch.Tensor, bins: torch.Tensor, by_bin: bool = False) -> torch.Tensor:
         return y.mul_(self.slope[bins]).add_(self.shift[bins])
 
 
@@ -270,15 +278,14 @@ class QuantileVoxelMap(VoxelMap):
         edge = np.where(np.isfinite(edge), edge, IDENTITY_RANGE[1] - self.cap_margin)
         return np.where(finite, top, edge) + self.cap_margin
 
-    def map_log(self, y: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    def map_log(self, y: torch.Tensor, bins: torch.Tensor, by_bin: bool = False) -> torch.Tensor:
         """The grid coordinate t, its integer part i and weight t - i, then table[b, v, i] + (t - i) * step[b, v, i].
 
-        Eagerly, rows are taken bin by bin: each bin's tables (V x grid floats, 188 kB for ds1) then stay in
-        cache for the gathers instead of every row reaching into all bins' tables (2.7x faster on one core,
-        docs/vae.md). Traced for a graph (export, torch.compile) it is one gather over all rows instead,
-        with the same numbers: a data-dependent loop has no place in a graph.
+        One gather over all rows (`_map_rows`), or, with by_bin, bin by bin (`_map_bin`): each bin's tables
+        (V x grid floats, 188 kB for ds1) then stay in cache for the gathers instead of every row reaching into
+        all bins' tables (2.7x faster on one core, docs/vae.md). The same numbers, bit for bit.
         """
-        if in_graph() or y.shape[0] < 2 * self.n_bins:
+        if not by_bin or y.shape[0] < 2 * self.n_bins:
             return self._map_rows(y, bins)
         order = torch.argsort(bins)
         counts = torch.bincount(bins, minlength=self.n_bins).tolist()
@@ -298,27 +305,20 @@ class QuantileVoxelMap(VoxelMap):
         return torch.addcmul(self.table[b].reshape(-1).take(idx), self.step[b].reshape(-1).take(idx), t.frac_(), out=y)
 
     def _map_rows(self, y: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        """`map_log` as one gather over all rows (bins (N,) any mix).
+        """`map_log` as one gather over all rows (bins (N,) any mix): what every graph computes.
 
         t >= 0, so floor(t) is its integer part and t - floor(t) its fraction: the numbers of trunc / frac with
-        one graph node for both. The gathers are `index_select`s on the flat tables (torch, TorchScript,
-        torch.compile); exported for ONNX they are `gather`s along the grid axis of (bins x grid, voxels) tables
-        (GatherElements: 3.7x faster in onnxruntime than Gather on a flat table, whose per-element cost made
-        the two lookups 40% of the graph's time; the transposed tables are constants, folded at export).
+        one graph node for both. The lookups are `gather`s along the grid axis of (bins x grid, voxels) tables
+        (ONNX GatherElements: 3.7x faster in onnxruntime than Gather on a flat table, whose per-element cost
+        made the two lookups 40% of the graph's time; the transposed tables are constants, folded at export).
         """
         n_vox, n_grid = self.table.shape[1], self.table.shape[2]
         t = self.offset.index_select(0, bins).addcmul_(y, self.inv_step.index_select(0, bins))
         t = t.clamp_(0.0, n_grid - 1.0 - 1e-3)
         i = t.floor()
-        if exporting():
-            rows = i.to(torch.int64).add_(bins.reshape(-1, 1) * n_grid)  # row b * grid + i of the (bins x grid, voxels) tables
-            at = torch.gather(self.table.transpose(1, 2).reshape(-1, n_vox), 0, rows)
-            return torch.addcmul(at, torch.gather(self.step.transpose(1, 2).reshape(-1, n_vox), 0, rows), t.sub_(i))
-        # flat index of table[b, v, 0], plus i
-        base = (bins.reshape(-1, 1) * n_vox + torch.arange(n_vox, device=y.device)).mul_(n_grid)
-        idx = i.to(torch.int64).add_(base).reshape(-1)
-        at = self.table.reshape(-1).index_select(0, idx).reshape(y.shape)
-        return torch.addcmul(at, self.step.reshape(-1).index_select(0, idx).reshape(y.shape), t.sub_(i))
+        rows = i.to(torch.int64).add_(bins.reshape(-1, 1) * n_grid)  # row b * grid + i of the (bins x grid, voxels) tables
+        at = torch.gather(self.table.transpose(1, 2).reshape(-1, n_vox), 0, rows)
+        return torch.addcmul(at, torch.gather(self.step.transpose(1, 2).reshape(-1, n_vox), 0, rows), t.sub_(i))
 
 
 class VoxelCapMap(QuantileVoxelMap):

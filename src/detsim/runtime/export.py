@@ -11,9 +11,9 @@ the random stream (as Par04 does), and batches of any size run through one graph
 | `uniform` | (N, n_voxels) | float32 | uniforms in [0, 1): hit and energy of each voxel (only the sampling heads) |
 
 Output `showers` (N, n_voxels) float32 MeV: decoded, sampled, rescaled, voxel-mapped and zeroed below the
-readout threshold, all inside the graph (the quantile map's tables are graph constants). For the same numbers
-the graph computes what `ShowerGenerator.from_draws` computes; `ShowerGenerator.draw` makes them in the
-order `detsim-generate` draws them.
+readout threshold, all inside the graph (the quantile map's tables are graph constants). The graph is
+`graph.GraphGenerator`: for the same numbers it computes what `ShowerGenerator.from_draws` and eager
+generation compute (one formula); `ShowerGenerator.draw` makes them in the order `detsim-generate` draws them.
 """
 
 from __future__ import annotations
@@ -22,46 +22,24 @@ import json
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from detsim.errors import ConfigError
 from detsim.files import atomic_output
-from detsim.models.vae.generation import generate_from_draws
-from detsim.models.vae.generator import ShowerGenerator
+from detsim.runtime.generator import ShowerGenerator
+from detsim.runtime.graph import GraphGenerator, input_names
 
 FORMATS = ("onnx", "torchscript")
 OUTPUT = "showers"
-DTYPES = {"member": torch.float64}
-
-
-def input_names(gen: ShowerGenerator) -> list[str]:
-    """The graph's inputs in order: `incident_energy`, then the random numbers this generator draws."""
-    return ["incident_energy", *gen.draw(1, torch.Generator().manual_seed(0))]
-
-
-class GraphGenerator(nn.Module):
-    """`ShowerGenerator.from_draws` with positional inputs (`input_names`) and no data-dependent branch."""
-
-    def __init__(self, gen: ShowerGenerator):
-        super().__init__()
-        self.gen = gen.cpu().eval()
-        self.names = input_names(self.gen)[1:]
-        self.map_active = bool(self.gen.voxel_map.active)  # fixed now: the graph carries the map or not
-        self.energy_active = bool(self.gen.energy_map.active)
-
-    def forward(self, incident_energy: torch.Tensor, *randoms: torch.Tensor) -> torch.Tensor:
-        return generate_from_draws(self.gen, incident_energy, dict(zip(self.names, randoms)), self.map_active,
-                                   self.energy_active)
 
 
 def example_inputs(gen: ShowerGenerator, n: int, seed: int = 0,
                    energies: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-    """Inputs for `n` showers: log-uniform energies over the model's range (or `energies`) and seeded draws."""
-    g = torch.Generator().manual_seed(seed)
+    """Inputs for `n` showers (CPU): log-uniform energies over the model's range (or `energies`) and seeded draws."""
+    rng = torch.Generator().manual_seed(seed)
     if energies is None:
         lo, hi = gen.condition.e_min_mev, gen.condition.e_max_mev
-        energies = torch.exp(torch.empty(n).uniform_(0.0, 1.0, generator=g) * (torch.log(torch.tensor(hi / lo)))) * lo
-    draws = gen.draw(n, g)
+        energies = torch.exp(torch.empty(n).uniform_(0.0, 1.0, generator=rng) * (torch.log(torch.tensor(hi / lo)))) * lo
+    draws = gen.draw(n, rng, "cpu")
     return (energies.to(torch.float32), *draws.values())
 
 
@@ -75,7 +53,7 @@ def export(gen: ShowerGenerator, out: str | Path, fmt: str, metadata: dict[str, 
     if fmt not in FORMATS:
         raise ConfigError(f"export format: expected one of {FORMATS}, found {fmt!r}")
     out = Path(out)
-    module = GraphGenerator(gen)
+    module = GraphGenerator(gen.cpu().eval())
     names = input_names(module.gen)
     args = example_inputs(module.gen, 4)
     meta = {"inputs": ",".join(names), "output": OUTPUT, "n_voxels": str(module.gen.n_voxels),
