@@ -322,3 +322,41 @@ def test_cli_search_and_evaluate(loud, tmp_path, monkeypatch, capsys):
     (run_info,) = client.search_runs(client.get_experiment_by_name("detsim-search").experiment_id)
     assert run_info.data.metrics["found_at_10000_per_day"] == 1
     assert {a.path for a in client.list_artifacts(run_info.info.run_id)} >= {"sensitivity.csv", "sensitivity.png"}
+
+
+def test_study_compares_the_cnn_with_the_bank(loud, tmp_path, capsys):
+    """studies.gw.search_sensitivity (issue 25, points 4-5) on the tiny stream: its plan, and the comparison of two
+    searches' triggers (ratio with a bootstrap error, efficiency tables, one plot)."""
+    import argparse
+    import shutil
+
+    from studies.gw import search_sensitivity as study
+
+    spec, files = loud
+    out = tmp_path / "study"
+    for tag in ("stream", "stream_precessing"):
+        (out / tag).mkdir(parents=True)
+        shutil.copy(files["injections"], out / tag / "injections.hdf")
+    table, _ = read_injections([files["injections"]])
+    bank = [{k: float(table[k][0]) for k in ("mass1", "mass2", "spin1z", "spin2z")}, dict(mass1=30.0, mass2=20.0)]
+    searches = {"bank": lambda: BankSearch(bank=bank, chunk_duration=32, pad=12, psd_segment=4),
+                "cnn": lambda: CNNSearch(net=ExcessPower(), whitening=whitening(), stride=0.25, batch=64)}
+    for name, make in searches.items():
+        for tag in ("", "_precessing"):
+            run_search(make(), str(files["foreground"]), out / f"fg_{name}{tag}.hdf", progress=False, block_duration=32)
+        run_search(make(), str(files["background"]), out / f"bg_{name}.hdf", n_slides=3, progress=False, block_duration=32)
+    far = (20000.0, 1 / 7)
+    results = {tag: study.compare(out, tag, far, n_boot=50) for tag in ("", "_precessing")}
+    study.write_comparison(out, results, far)
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["aligned"]["n_injections"] == 1
+    assert summary["aligned"]["ratios"]["20000_per_day"]["ratio"] == pytest.approx(1.0)    # both find the loud one
+    assert summary["aligned"]["ratios"][f"{1 / 7:g}_per_day"] is None                       # 4 x 40 s of background
+    assert (out / "compare.png").stat().st_size > 0 and (out / "efficiency.csv").read_text().count("\n") > 4
+    printed = capsys.readouterr().out
+    assert "sensitive distance ratio (CNN / bank) at 1 per week: not resolved" in printed
+    args = argparse.Namespace(out=str(out), duration=86400, seed=1, device="cpu", cnn="net.pt", stride=0.25, batch=8,
+                              symmetric=False, slides=100, slide=7.0, no_mlflow=True)
+    plan = study.steps(args)
+    assert len(plan) == 13 and any("n_slides=100" in step.argv for step in plan)
+    assert study.cost_estimate(24, 100, 1600)["cnn"] == pytest.approx(24 * 24 * 103 / 3600)

@@ -89,7 +89,9 @@ def build_search(cfg: DictConfig) -> CNNSearch | BankSearch:
         if not cfg.cnn.ckpt:
             raise ConfigError("cnn.ckpt: expected a GWClassifier checkpoint (detsim-train experiment=g2net_1dcnn) or "
                               "a state dict of its network, found null")
-        net = load_network(instantiate(cfg.cnn.model.net), str(cfg.cnn.ckpt))
+        mask = to_plain(cfg.cnn.get("input_mask"))
+        net = instantiate(cfg.cnn.model.net, **({} if mask is None else {"input_mask": mask}))
+        net = load_network(net, str(cfg.cnn.ckpt))
         t_merger = cfg.priors.t_merger
         offset = cfg.cnn.merger_offset
         offset = (float(t_merger.low) + float(t_merger.high)) / 2 if offset is None else float(offset)

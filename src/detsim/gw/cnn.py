@@ -52,8 +52,15 @@ class GW1DCNN(nn.Module):
     def __init__(self, branch_channels: Sequence[int] = (1, 16, 32), branch_kernels: Sequence[int] = (15, 7),
                  branch_pools: Sequence[int] = (4, 4), head_channels: Sequence[int] = (64, 128, 128, 256, 256),
                  head_kernels: Sequence[int] = (7, 7, 7, 7, 7), head_pools: Sequence[int] = (2, 2, 2, 2, 1),
-                 gem_p: float = 3.0, hidden: int = 64, dropout: float = 0.2) -> None:
+                 gem_p: float = 3.0, hidden: int = 64, dropout: float = 0.2,
+                 input_mask: Sequence[float] | None = None) -> None:
         super().__init__()
+        if input_mask is not None and len(input_mask) != 3:
+            raise ConfigError(f"model.net.input_mask: expected one weight per detector (H1, L1, V1), found {list(input_mask)}")
+        # [1, 1, 0]: a two-detector (H1, L1) network, V1 zeroed in training and in a search (not a weight: checkpoints
+        # without it load unchanged)
+        self.register_buffer("input_mask", None if input_mask is None else torch.tensor([float(m) for m in input_mask]),
+                             persistent=False)
         if not len(branch_channels) - 1 == len(branch_kernels) == len(branch_pools):
             raise ConfigError(f"model.net: branch_channels (with the input's 1) needs one more entry than branch_kernels "
                               f"and branch_pools; found {list(branch_channels)}, {list(branch_kernels)}, {list(branch_pools)}")
@@ -69,6 +76,8 @@ class GW1DCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
+        if self.input_mask is not None:
+            x = x * self.input_mask.to(x.dtype)[None, :, None]
         ligo = self.ligo(x[:, :2].reshape(2 * b, 1, -1))              # H1 and L1 through the same weights
         ligo = ligo.reshape(b, 2, *ligo.shape[1:]).flatten(1, 2)
         features = torch.cat([ligo, self.virgo(x[:, 2:3])], dim=1)

@@ -29,6 +29,7 @@ SNR). Bins make the coincidence window `coincidence` to `coincidence` + one bin 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +216,11 @@ class CNNSearch:
 
     def prepare(self, first_block: Block, reader: StrainReader, detectors: Sequence[str], device: torch.device) -> None:
         self.net = self.net.to(device).eval()
+        mask = getattr(self.net, "input_mask", None)
+        read = [d for c, d in enumerate(CNN_CHANNELS) if d not in detectors and (mask is None or float(mask[c]) != 0)]
+        if read:
+            print(f"warning: the network reads {', '.join(read)}, which the data lack: zeros go there (a network for "
+                  f"these detectors is trained with model.net.input_mask, e.g. [1,1,0] for H1 and L1)", file=sys.stderr)
 
     def attrs(self) -> dict[str, Any]:
         return {"window": self.window, "merger_offset": self.merger_offset, "stride": self.stride,

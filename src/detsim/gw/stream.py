@@ -227,19 +227,23 @@ class NoiseStream:
 # -- injections ------------------------------------------------------------------------------------------------
 
 def draw_injection(spec: StreamSpec, index: int) -> dict[str, float]:
-    """Parameters of injection `index` (all but `tc`), from its own generator."""
+    """Parameters of injection `index` (all but `tc`), from its own generator. Spins: aligned (`spin1z`, `spin2z`),
+    or any Cartesian components, or isotropic as magnitude and angles (`spin1_a`, `spin1_polar`, `spin1_azimuthal`,
+    pycbc's names; conf/gw/priors/bbh_precessing)."""
     rng = np.random.default_rng([spec.seed, 0x1A7E, index])
     priors = spec.priors
-    names = [*INTRINSIC, *EXTRINSIC, *sorted(k for k in priors if k in IN_PLANE or k in SPHERICAL_SPINS)]
-    missing = [k for k in (*INTRINSIC, *EXTRINSIC) if k not in priors]
+    required = ("mass1", "mass2", *EXTRINSIC)
+    missing = [k for k in required if k not in priors]
     if missing:
-        raise ConfigError(f"simulator.priors lack {missing}; the stream draws {list(INTRINSIC + EXTRINSIC)}")
-    p = {name: draw_one(name, priors[name], rng) for name in names}
+        raise ConfigError(f"simulator.priors lack {missing}; the stream draws {list(required)} and the spins")
+    spins = sorted(k for k in priors if k in ("spin1z", "spin2z", *IN_PLANE, *SPHERICAL_SPINS))
+    p = {name: draw_one(name, priors[name], rng) for name in (*required, *spins)}
     for i in (1, 2):
         if f"spin{i}_a" in p:   # isotropic spins given as magnitude and angles (pycbc's names)
             a, polar, azimuth = p.pop(f"spin{i}_a"), p.pop(f"spin{i}_polar"), p.pop(f"spin{i}_azimuthal")
             p[f"spin{i}x"], p[f"spin{i}y"] = a * np.sin(polar) * np.cos(azimuth), a * np.sin(polar) * np.sin(azimuth)
             p[f"spin{i}z"] = a * np.cos(polar)
+        p.setdefault(f"spin{i}z", 0.0)
     if p["mass2"] > p["mass1"]:
         p["mass1"], p["mass2"] = p["mass2"], p["mass1"]
         for axis in "xyz":
