@@ -212,6 +212,15 @@ def test_time_slides_never_pair_an_injection_with_itself(loud):
                 in_h1 = np.abs(block.time(starts) + 1.4 - tc) <= 1.0          # H1 windows holding the merger
                 in_l1 = np.abs(block.time(partner[in_h1]) + 1.4 - tc)         # the L1 windows they are paired with
                 assert np.all(in_l1 >= window + 0.0101), (k, tc)
+    # the bank slides its binned series with the same wrap-round as the CNN slides its windows
+    from detsim.gw.search import Block
+
+    m, n = 3, 20
+    series = torch.arange(float(m + n + m))
+    for shift in (0, 1, 7, 19):
+        moved = slide_positions(np.arange(-m, n + m), shift, Block(blocks[0].segment, 0, n))
+        expected = series[m:m + n][moved % n] if shift else series
+        assert torch.equal(BankSearch._slid(series, shift, m), expected)
     with pytest.raises(ConfigError, match="coincident with itself"):
         check_slides(10, 3.2, [32.0], 2, separation)          # slide 10 shifts by 32 s: zero modulo the block
     with pytest.raises(ConfigError, match="coincident with itself"):

@@ -54,8 +54,10 @@ from detsim.metrics.plots import save_figure
 # CPU seconds per hour of H1/L1 data at 2048 Hz, measured with one thread (nice 19) on the 2-core development machine
 # at a load average of 5.5 (other trainings running), 512 s of strain (docs/gw.md, "Searches"): the default GW1DCNN at
 # stride 0.25 s per pass over the data (zero lag or one slide, whitening included); the bank per template for its
-# filtering pass, and per template and slide for the slides' recombination; the simulation per stream.
-CPU_S_PER_HOUR = {"cnn_pass": 24.0, "bank_template": 1.0, "bank_template_slide": 0.0625, "stream": 35.0}
+# filtering pass (plus 11 per pass for the PSD, reading and templates), and per template and slide for the slides'
+# recombination (noisy on the loaded machine: 0.003-0.009); the simulation per stream.
+CPU_S_PER_HOUR = {"cnn_pass": 24.0, "bank_pass": 11.0, "bank_template": 0.57, "bank_template_slide": 0.005,
+                  "stream": 35.0}
 
 
 def cost_estimate(hours: float, slides: int, templates: int) -> dict[str, float]:
@@ -63,7 +65,8 @@ def cost_estimate(hours: float, slides: int, templates: int) -> dict[str, float]
     c = CPU_S_PER_HOUR
     return {"streams": 2 * hours * c["stream"] / 3600,
             "cnn": hours * c["cnn_pass"] * (slides + 3) / 3600,
-            "bank": hours * templates * (3 * c["bank_template"] + (slides + 3) * c["bank_template_slide"]) / 3600}
+            "bank": hours * (3 * (c["bank_pass"] + templates * c["bank_template"])
+                             + (slides + 3) * templates * c["bank_template_slide"]) / 3600}
 
 
 @dataclass

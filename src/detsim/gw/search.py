@@ -425,9 +425,7 @@ class BankSearch:
                            torch.as_tensor(y, dtype=torch.complex64, device=device)))
         n_slides = len(shifts)
         best = torch.full((n_slides, len(grid)), -torch.inf, device=device)
-        best_id = torch.zeros((n_slides, len(grid)), dtype=torch.int64, device=device)
-        slid = [[torch.as_tensor(self._slid_bins(grid, int(shift[j]) // q, n_bins, margin), device=device)
-                 for j in range(len(detectors))] for shift in shifts]
+        best_id = torch.zeros((n_slides, len(grid)), dtype=torch.int32, device=device)
         bin_lags = int(round(q * lag_per_sample))
         for t0 in range(0, len(self.bank), self.template_batch):
             params = self.bank[t0 : t0 + self.template_batch]
@@ -440,11 +438,13 @@ class BankSearch:
                 binned = snr2[..., lag0 : lag0 + (b1 - b0) * bin_lags].reshape(*snr2.shape[:2], b1 - b0, bin_lags).amax(-1)
                 pooled[..., b0 + margin : b1 + margin] = binned
             for k in range(n_slides):
-                net = sum(pooled[:, j, slid[k][j]] for j in range(len(detectors)))               # (K, bins)
+                net = pooled[:, 0].clone()                                                        # (K, bins)
+                for j in range(1, len(detectors)):
+                    net += self._slid(pooled[:, j], int(shifts[k][j]) // q, margin)
                 top = net.max(0)
                 better = top.values > best[k]
                 best[k] = torch.where(better, top.values, best[k])
-                best_id[k] = torch.where(better, top.indices + t0, best_id[k])
+                best_id[k] = torch.where(better, (top.indices + t0).to(torch.int32), best_id[k])
         best_np, ids = best.cpu().numpy().astype(np.float64), best_id.cpu().numpy()
         half = int(round(cluster_window / 2 / (q / fs)))
         out_rows, livetime, span = [], np.zeros(n_slides), None
@@ -462,11 +462,13 @@ class BankSearch:
         return BlockResult({key: np.concatenate([r[key] for r in out_rows]) for key in out_rows[0]}, livetime, span)
 
     @staticmethod
-    def _slid_bins(grid: np.ndarray, shift: int, n_bins: int, margin: int) -> np.ndarray:
-        """Column of each grid bin's partner in a detector read `shift` bins later (wrapped inside the block)."""
+    def _slid(series: torch.Tensor, shift: int, margin: int) -> torch.Tensor:
+        """A detector's binned series (..., margin + n_bins + margin) read `shift` bins later, wrapped round inside the
+        block's own bins (the margins too: they are the neighbouring bins of the wrapped series); zero lag as it is."""
         if shift == 0:
-            return grid + margin
-        return (grid + shift) % n_bins + margin
+            return series
+        own = series[..., margin : series.shape[-1] - margin].roll(-shift, -1)
+        return torch.cat([own[..., own.shape[-1] - margin :], own, own[..., :margin]], -1) if margin else own
 
 
 # -- the driver -------------------------------------------------------------------------------------------------
