@@ -105,7 +105,7 @@ def train_on(path, tmp, *overrides):
         cfg = compose("train", overrides=[
             "experiment=calo_vae_ds2", f"data.path={path}", "data.batch_size=8", "trainer.max_epochs=2",
             "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "model.encoder.hidden=[64,32]", "model.latent_dim=4",
-            "model.voxel_map.reference_showers=64", "model.voxel_map.min_hits=2", "callbacks.validation_plots=null",
+            "model.voxel_map.reference_showers=64", "model.energy_map.min_showers=5", "callbacks.validation_plots=null",
             "callbacks.progress_bar=null", "logger.log_model=false", f"logger.tracking_uri={uri}",
             f"paths.output_dir={tmp}/out", *overrides])
     train(cfg)
