@@ -157,7 +157,7 @@ class ShowerGenerator(nn.Module):
                 log_map = lambda y: y.clamp_(max=cap)  # noqa: E731
             showers = apply_threshold(head.sample(out, lower, uniform, e_inc, reuse=reuse, log_map=log_map),
                                       self.threshold_mev, inplace=reuse)
-            return self._map_energies(showers, e_inc, c, energy_active)
+            return self._map_energies(showers, e_inc, c, map_active, energy_active)
         # rescaling needs the decoder output intact after sampling
         frac = head.sample(out, lower, uniform, reuse=reuse and self.calibration == "none")
         if self.calibration != "none":
@@ -167,14 +167,16 @@ class ShowerGenerator(nn.Module):
         showers = apply_threshold(frac * e_inc, self.threshold_mev, inplace=reuse)  # every head returns fractions >= 0
         if map_active:  # the map can move a hit below the threshold: cut again
             showers = apply_threshold(vmap.map_showers(showers, e_inc, c, by_bin), self.threshold_mev, inplace=reuse)
-        return self._map_energies(showers, e_inc, c, energy_active)
+        return self._map_energies(showers, e_inc, c, map_active, energy_active)
 
-    def _map_energies(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor,
+    def _map_energies(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor, map_active: bool,
                       energy_active: bool) -> torch.Tensor:
-        """The energy map (layer energies and total), then the threshold again (scaling can move a hit below it)."""
+        """The energy map (group energies, the voxel map's bounds again: scaling a group may lift one voxel above
+        what the voxel map allows, then the total), then the threshold again (scaling can move a hit below it)."""
         if not energy_active:
             return showers
-        return apply_threshold(self.energy_map.map_showers(showers, e_inc, c), self.threshold_mev, inplace=True)
+        bound = (lambda s: self.voxel_map.cap_showers(s, e_inc, c)) if map_active else None  # noqa: E731
+        return apply_threshold(self.energy_map.map_showers(showers, e_inc, c, bound), self.threshold_mev, inplace=True)
 
     def _rows_by_bin(self, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor, lower: torch.Tensor | None,
                      uniform: torch.Tensor | None, energy_active: bool) -> torch.Tensor:

@@ -24,7 +24,7 @@ sampled energies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -37,6 +37,7 @@ from detsim.models.vae.voxel_map import QuantileVoxelMap
 
 
 GROUPINGS = ("rings", "layers", "none")
+Bound = Callable[[torch.Tensor], torch.Tensor]
 
 
 def voxel_groups(layer_bounds: Sequence[tuple[int, int]], voxel_ring: Sequence[int] | None, grouping: str) -> torch.Tensor:
@@ -100,12 +101,17 @@ class EnergyMap(nn.Module):
 
     @torch.no_grad()
     def fit_showers(self, c_ref: torch.Tensor, fractions_ref: torch.Tensor, c_gen: torch.Tensor,
-                    showers_gen: torch.Tensor, e_gen: torch.Tensor) -> None:
-        """Fit from reference `group_energies` / E_inc (N, G) and generated showers (M, V) MeV with E_inc (M, 1)."""
+                    showers_gen: torch.Tensor, e_gen: torch.Tensor, bound: Bound | None = None) -> None:
+        """Fit from reference `group_energies` / E_inc (N, G) and generated showers (M, V) MeV with E_inc (M, 1),
+        with the `bound` generation will apply (see `map_showers`)."""
         raise NotImplementedError
 
-    def map_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Showers (N, V) MeV with their group energies and total mapped; no data-dependent branch (graphs)."""
+    def map_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor,
+                    bound: Bound | None = None) -> torch.Tensor:
+        """Showers (N, V) MeV with their group energies and total mapped; no data-dependent branch (graphs).
+
+        `bound` (showers -> showers), if given, bounds the voxels after the groups and before the total (the voxel
+        map's caps: scaling a cell must not lift one voxel above them; the total then restores the energy)."""
         raise NotImplementedError
 
 
@@ -117,7 +123,7 @@ class NoEnergyMap(EnergyMap):
         return False
 
     @torch.no_grad()
-    def fit_showers(self, c_ref, fractions_ref, c_gen, showers_gen, e_gen) -> None:
+    def fit_showers(self, c_ref, fractions_ref, c_gen, showers_gen, e_gen, bound=None) -> None:
         return
 
 
@@ -129,10 +135,14 @@ class QuantileEnergyMap(EnergyMap):
     def __init__(self, layer_bounds: Sequence[tuple[int, int]], groups: Sequence[str], n_bins: int, n_knots: int,
                  grid: int, margin: float, cap_margin: float, min_showers: int, samples_per_shower: int,
                  reference_showers: int, max_voxel_fraction: float = 1.0,
-                 voxel_ring: Sequence[int] | None = None, min_occupancy: float = 0.0) -> None:
+                 voxel_ring: Sequence[int] | None = None, min_occupancy: float = 0.0,
+                 max_group_scale: float | None = None) -> None:
         levels = [groups] if isinstance(groups, str) else list(groups)
         super().__init__(layer_bounds, samples_per_shower, reference_showers, max_voxel_fraction)
         self.n_bins = int(n_bins)
+        if max_group_scale is not None and max_group_scale < 1:
+            raise ConfigError(f"model.energy_map.max_group_scale: expected >= 1 or null, found {max_group_scale}")
+        self.max_group_scale = None if max_group_scale is None else float(max_group_scale)
         table = dict(n_bins=n_bins, n_knots=n_knots, grid=grid, margin=margin, min_hits=min_showers,
                      samples_per_shower=0, reference_showers=0, cap_margin=cap_margin, min_hit_fraction=min_occupancy)
         level_groups = [voxel_groups(layer_bounds, voxel_ring, level) for level in levels if level != "none"]
@@ -159,7 +169,7 @@ class QuantileEnergyMap(EnergyMap):
 
     @torch.no_grad()
     def fit_showers(self, c_ref: torch.Tensor, fractions_ref: torch.Tensor, c_gen: torch.Tensor,
-                    showers_gen: torch.Tensor, e_gen: torch.Tensor) -> None:
+                    showers_gen: torch.Tensor, e_gen: torch.Tensor, bound: Bound | None = None) -> None:
         """Fit level by level: reference group fractions (N, G) as `group_energies` / E_inc gives them, and
         generated showers (M, V) MeV with their E_inc (M, 1); each level is fitted to the showers the levels
         before it produce, as generation applies them."""
@@ -168,6 +178,8 @@ class QuantileEnergyMap(EnergyMap):
         for i, vmap in enumerate(self.level_maps):
             vmap.fit(c_ref, refs[i], c_gen, (showers_gen @ self._matrix(i)) / e_gen)
             showers_gen = self._apply_level(i, showers_gen, e_gen, bins)
+        if bound is not None:
+            showers_gen = bound(showers_gen)
         self.total_map.fit(c_ref, refs[-1], c_gen, showers_gen.sum(dim=1, keepdim=True) / e_gen)
         self.fitted.fill_(True)
 
@@ -178,12 +190,16 @@ class QuantileEnergyMap(EnergyMap):
         safe = torch.where(hit, frac, torch.ones_like(frac))
         mapped = self.level_maps[i].map_log(torch.log(safe), bins).exp()
         scale = torch.where(hit, mapped / safe, torch.ones_like(frac))
+        if self.max_group_scale is not None:  # a group's rank moves its energy, it does not turn a stray hit into a core
+            scale = scale.clamp(1.0 / self.max_group_scale, self.max_group_scale)
         return showers * scale.index_select(1, getattr(self, f"voxel_group_{i}"))
 
-    def map_showers(self, showers, e_inc, c):
+    def map_showers(self, showers, e_inc, c, bound=None):
         bins = condition_bin(c, self.n_bins)
         for i in range(len(self.levels)):
             showers = self._apply_level(i, showers, e_inc, bins)
+        if bound is not None:
+            showers = bound(showers)
         total = showers.sum(dim=1, keepdim=True) / e_inc
         some = total > 0
         safe_total = torch.where(some, total, torch.ones_like(total))

@@ -325,8 +325,10 @@ class CaloVAE(L.LightningModule):
         rng = torch.Generator(device=e_gen.device).manual_seed(seed)
         with emap.disabled():
             generated = self.generator(e_gen, rng)
-        emap.fit_showers(self.condition.forward(e_inc), groups.to(self.device) / e_inc.reshape(-1, 1),
-                         self.condition.forward(e_gen), generated, e_gen.reshape(-1, 1))
+        c_gen, vmap = self.condition.forward(e_gen), self.generator.voxel_map
+        bound = (lambda s: vmap.cap_showers(s, e_gen.reshape(-1, 1), c_gen)) if vmap.active else None  # noqa: E731
+        emap.fit_showers(self.condition.forward(e_inc), groups.to(self.device) / e_inc.reshape(-1, 1), c_gen,
+                         generated, e_gen.reshape(-1, 1), bound)
 
     def configure_optimizers(self) -> Any:
         cfg = self.optimizer_cfg

@@ -157,6 +157,10 @@ class VoxelMap(nn.Module):
         """
         return self.map_showers(showers, e_inc, c) if self.active else showers
 
+    def cap_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Showers (N, V) MeV with each voxel bounded as the map bounds it (base: unbounded)."""
+        return showers
+
     def map_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor,
                     by_bin: bool = False) -> torch.Tensor:
         """`forward` without asking whether the map is fitted (no data-dependent branch, for graphs)."""
@@ -258,6 +262,16 @@ class QuantileVoxelMap(VoxelMap):
         step = np.zeros_like(table)
         step[..., :-1] = np.diff(table, axis=-1)
         return {"offset": offset, "inv_step": inv_step, "table": table, "step": step}
+
+    def cap_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Each voxel at most the top of its table (monotone: the largest value the map can give), x E_inc.
+
+        Why: the energy map scales whole (layer, ring) cells after this map; a cell whose sampled energy sat in one
+        of its 16 voxels then carried the cell's mapped energy there (0.087 x E_inc at 14 GeV, 3.5x Geant4's
+        largest voxel). Bounding again keeps the voxel map's caps the bound of the generated shower.
+        """
+        top = self.table[:, :, -1].index_select(0, self.bins(c)).exp()
+        return torch.minimum(showers, top.mul_(e_inc))
 
     def _caps(self, largest: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
         """(bins, V) upper bounds of the mapped log fraction from each bin's largest reference value per voxel.
