@@ -185,6 +185,9 @@ def test_a_few_steps_on_geant4_keep_the_structural_guarantees(trained_on_geant4)
 
     gen = load_generator(trained_on_geant4).module
     assert gen.energy_map.active and gen.voxel_map.active
+    kept = [state for name, state in torch.load(trained_on_geant4, weights_only=False)["callbacks"].items()
+            if "val/fidelity" in name]  # the recipe keeps the checkpoint with the most faithful showers
+    assert kept and math.isfinite(float(kept[0]["best_model_score"]))
     train = read_showers(G4_TRAIN, stop=900)
     ratio = train.showers.sum(1) / train.incident_energy
     e = torch.exp(torch.empty(3000).uniform_(math.log(gen.condition.e_min_mev), math.log(gen.condition.e_max_mev),

@@ -19,10 +19,9 @@ import logging
 
 import lightning.pytorch as L
 import numpy as np
-import torch
 
 from detsim.eval.features import ShowerFeatures
-from detsim.eval.validation_plots import collect_showers
+from detsim.eval.validation_plots import generate_like, validation_showers
 from detsim.metrics.separation import compare_features
 from detsim.showers import CaloShowers
 
@@ -47,21 +46,15 @@ class FidelityScore(L.Callback):
 
     def _reference_showers(self, trainer: L.Trainer) -> CaloShowers:
         if self._reference is None:
-            loaders = trainer.val_dataloaders
-            self._reference = collect_showers(loaders[0] if isinstance(loaders, (list, tuple)) else loaders,
-                                              self.max_showers)
+            self._reference = validation_showers(trainer, self.max_showers)
         return self._reference
 
     def score(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
         """Generate for the validation energies with a fixed seed and compare (the model's own threshold)."""
         ref = self._reference_showers(trainer)
-        rng = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        was_training = pl_module.training
-        pl_module.eval()
-        showers = pl_module.sample(torch.as_tensor(ref.incident_energy), rng).cpu().numpy()
-        pl_module.train(was_training)
+        generated = generate_like(pl_module, ref, self.seed)
         features = ShowerFeatures(pl_module.geometry, pl_module.threshold)
-        separation = feature_separation(features, ref, CaloShowers(ref.incident_energy, showers), self.n_bins)
+        separation = feature_separation(features, ref, generated, self.n_bins)
         kinds: dict[str, list[float]] = {}
         for spec in features.specs:  # each kind counts once: E_tot / E_inc is one feature among ~300
             kinds.setdefault(spec.kind, []).append(separation[spec.name])

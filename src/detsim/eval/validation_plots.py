@@ -46,6 +46,22 @@ def collect_showers(loader: Any, max_showers: int) -> CaloShowers:
     return CaloShowers.concatenate(parts)[:max_showers]
 
 
+def validation_showers(trainer: L.Trainer, max_showers: int) -> CaloShowers:
+    """Up to `max_showers` showers of the trainer's (first) validation loader."""
+    loaders = trainer.val_dataloaders
+    return collect_showers(loaders[0] if isinstance(loaders, (list, tuple)) else loaders, max_showers)
+
+
+def generate_like(pl_module: L.LightningModule, reference: CaloShowers, seed: int) -> CaloShowers:
+    """Showers generated (eval mode, seeded) for the incident energies of `reference`: what it is compared with."""
+    rng = torch.Generator(device=pl_module.device).manual_seed(seed)
+    was_training = pl_module.training
+    pl_module.eval()
+    showers = pl_module.sample(torch.as_tensor(reference.incident_energy), rng).cpu().numpy()
+    pl_module.train(was_training)
+    return CaloShowers(reference.incident_energy, showers)
+
+
 def plot_feature_histograms(geometry: Geometry, ref: CaloShowers, gen: CaloShowers, out: Path, n_bins: int,
                             threshold: float, dpi: int) -> list[Path]:
     """E_tot/E_inc and energy per layer, with detsim.eval's binning and plot."""
@@ -144,20 +160,13 @@ class ValidationPlots(L.Callback):
 
     def _reference_showers(self, trainer: L.Trainer) -> CaloShowers:
         if self._reference is None:
-            loaders = trainer.val_dataloaders
-            loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-            self._reference = collect_showers(loader, self.max_showers)
+            self._reference = validation_showers(trainer, self.max_showers)
         return self._reference
 
     def make_plots(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> list[Path]:
         """Generate, draw, save under the run folder and log to MLflow; return the PNG paths."""
         ref = self._reference_showers(trainer)
-        rng = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        was_training = pl_module.training
-        pl_module.eval()
-        gen_showers = pl_module.sample(torch.as_tensor(ref.incident_energy), rng).cpu().numpy()
-        pl_module.train(was_training)
-        gen = CaloShowers(ref.incident_energy, gen_showers)
+        gen = generate_like(pl_module, ref, self.seed)
         out = Path(trainer.default_root_dir) / "validation_plots" / tag
         out.mkdir(parents=True, exist_ok=True)
         geometry: Geometry = pl_module.geometry

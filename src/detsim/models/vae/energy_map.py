@@ -24,14 +24,14 @@ sampled energies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from detsim.errors import ConfigError
+from detsim.models.vae.fitted import FittedMap
 from detsim.models.vae.transforms import condition_bin
 from detsim.models.vae.voxel_map import QuantileVoxelMap
 
@@ -61,7 +61,7 @@ def layer_matrix(layer_bounds: Sequence[tuple[int, int]]) -> torch.Tensor:
     return group_matrix(voxel_groups(layer_bounds, None, "layers"))
 
 
-class EnergyMap(nn.Module):
+class EnergyMap(FittedMap):
     """Base: maps generated showers' group energies and totals onto a reference's, per incident-energy bin.
 
     Built as `Map(layer_bounds=..., voxel_ring=..., **config)`. Training fits it after each validation epoch:
@@ -72,28 +72,12 @@ class EnergyMap(nn.Module):
     def __init__(self, layer_bounds: Sequence[tuple[int, int]], samples_per_shower: int = 0,
                  reference_showers: int = 0, max_voxel_fraction: float = 1.0,
                  voxel_ring: Sequence[int] | None = None) -> None:
-        super().__init__()
+        super().__init__(persistent=not isinstance(self, NoEnergyMap))  # NoEnergyMap: no state, old models load
         if max_voxel_fraction <= 0:
             raise ConfigError(f"model.energy_map.max_voxel_fraction: expected > 0, found {max_voxel_fraction}")
         self.layer_bounds = [(int(a), int(b)) for a, b in layer_bounds]
         self.samples_per_shower, self.reference_showers = int(samples_per_shower), int(reference_showers)
         self.max_voxel_fraction = float(max_voxel_fraction)
-        # no state without tables: models trained before the energy map load unchanged
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool), persistent=not isinstance(self, NoEnergyMap))
-        self.enabled = True
-
-    @property
-    def active(self) -> bool:
-        return self.enabled and bool(self.fitted)
-
-    @contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Generation without the map (the draws its fit needs)."""
-        before, self.enabled = self.enabled, False
-        try:
-            yield
-        finally:
-            self.enabled = before
 
     def group_energies(self, showers: torch.Tensor) -> torch.Tensor:
         """(N, G) what the map keeps of a reference shower (N, V): its group energies (any unit)."""

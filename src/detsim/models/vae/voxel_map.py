@@ -18,14 +18,13 @@ Voxels with fewer than `min_hits` hits in a bin (reference or generated) keep th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
 from detsim.errors import ConfigError
+from detsim.models.vae.fitted import FittedMap
 from detsim.models.vae.transforms import condition_bin
 
 # log(E_voxel / E_inc) range an identity row of the table covers: fractions from 4e-18 (far below any
@@ -88,7 +87,7 @@ def _capped_identity(cap: np.ndarray, n_grid: int) -> tuple[np.ndarray, np.ndarr
     return inv, -lo * inv, table
 
 
-class VoxelMap(nn.Module):
+class VoxelMap(FittedMap):
     """Base: maps generated voxel fractions E_voxel / E_inc so their per-voxel distribution matches a reference.
 
     Built as `Map(n_voxels, **config)`. The generator draws `samples_per_shower` showers per reference
@@ -106,25 +105,10 @@ class VoxelMap(nn.Module):
         self.n_voxels, self.n_bins = int(n_voxels), int(n_bins)
         self.min_hits, self.samples_per_shower = int(min_hits), int(samples_per_shower)
         self.reference_showers = int(reference_showers)
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
-        self.enabled = True  # off while the generator draws the unmapped showers a fit needs
-
-    @property
-    def active(self) -> bool:
-        return self.enabled and bool(self.fitted)
 
     def bins(self, c: torch.Tensor) -> torch.Tensor:
         """The map's incident-energy bin (N,) of conditions c (N, 1)."""
         return condition_bin(c, self.n_bins)
-
-    @contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Generation without the map inside the block (the draws a fit needs; what the map costs)."""
-        before, self.enabled = self.enabled, False
-        try:
-            yield
-        finally:
-            self.enabled = before
 
     @torch.no_grad()
     def fit(self, c_ref: torch.Tensor, x_ref: torch.Tensor, c_gen: torch.Tensor, x_gen: torch.Tensor) -> None:
