@@ -14,7 +14,8 @@ import torch
 from detsim.config import compose_config
 from detsim.errors import ConfigError
 from detsim.gw import search_stats as stats
-from detsim.gw.search import (BankSearch, CNNSearch, TorchWhitening, analysis_blocks, check_slides, run_search,
+from detsim.gw.bank_search import BankSearch
+from detsim.gw.search import (CNNSearch, TorchWhitening, analysis_blocks, check_slides, run_search,
                               slide_positions)
 from detsim.gw.strain import StrainReader, read_injections, strain_segments
 from detsim.gw.stream import StreamSpec, write_stream

@@ -30,7 +30,8 @@ from detsim.errors import ConfigError, DataFileError
 from detsim.files import atomic_output, check_output_file
 from detsim.gw import search_stats as stats
 from detsim.gw.matched_filter import MatchedFilter
-from detsim.gw.search import BankSearch, CNNSearch, load_network, psd_on_grid, run_search
+from detsim.gw.bank_search import BankSearch
+from detsim.gw.search import CNNSearch, load_network, psd_on_grid, run_search
 from detsim.gw.strain import expand_paths, read_injections
 from detsim.gw.template_bank import chirp_mass, place_bank
 from detsim.gw.triggers import read_triggers
