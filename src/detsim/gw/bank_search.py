@@ -5,7 +5,6 @@ slid against the other detectors (split from `detsim.gw.search`, whose blocks, w
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
