@@ -20,6 +20,7 @@ from torch import nn
 from detsim.errors import ConfigError
 from detsim.gw.report import efficiency_figure, roc_figure, snr_binned_table
 from detsim.gw.whiten import CQTFrontEnd
+from detsim.learn.attached import attached_trainer
 from detsim.learn.binary import BinaryClassifierModule
 from detsim.metrics.plots import save_figure
 
@@ -179,7 +180,8 @@ class GWClassifier(BinaryClassifierModule):
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        epochs = max(int(trainer.max_epochs or 1), 1) if trainer is not None else 1
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 

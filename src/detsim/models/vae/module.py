@@ -24,6 +24,7 @@ from detsim.config import to_plain
 from detsim.data.settings import DataSettings, measure_settings
 from detsim.errors import ConfigError
 from detsim.geometry import Geometry, RadialLayer, load_geometry
+from detsim.learn.attached import attached_trainer
 from detsim.models.vae import losses
 from detsim.models.vae.energy_map import EnergyMap, NoEnergyMap
 from detsim.models.vae.heads import VoxelHead
@@ -157,7 +158,7 @@ class CaloVAE(L.LightningModule):
         """Measure the null data settings on the datamodule's training split (once, before the first step)."""
         if not self.unmeasured:
             return
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
         if datamodule is None:
             raise ConfigError(f"model: {self._unmeasured_names()} are null (measure from the training data), "
                               "but the trainer has no datamodule to measure them on; set them in the config")
@@ -177,7 +178,7 @@ class CaloVAE(L.LightningModule):
             self.generator.decoder.head.transform = self.transform
         log.info("measured on the %s (%d showers): %s", source, measured.n_showers,
                  ", ".join(f"{'.'.join(p)}={_get(hp, p):.6g}" for p in self.unmeasured))
-        if self._trainer is not None and self.logger is not None:
+        if attached_trainer(self) is not None and self.logger is not None:
             self.logger.log_hyperparams({f"measured/{'.'.join(p)}": _get(hp, p) for p in self.unmeasured})
         self.unmeasured = []
 
@@ -229,7 +230,8 @@ class CaloVAE(L.LightningModule):
         on_step = stage == "train"
         # Training steps log every term only on the steps Lightning writes to the logger ((step + 1) % n
         # == 0), since each self.log call costs time; the loss is logged on every step.
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        every = trainer.log_every_n_steps if trainer is not None else 1
         if on_step and (self.global_step + 1) % max(every, 1):
             terms = {"loss": terms["loss"]}
         elif on_step:
