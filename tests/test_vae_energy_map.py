@@ -17,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from detsim.models.vae.energy_map import NoEnergyMap, QuantileEnergyMap, layer_matrix
-from detsim.models.vae.voxel_map import QuantileVoxelMap, VoxelCapMap
+from detsim.models.vae.voxel_map import QuantileVoxelMap, VoxelCapMap, VoxelMaxima
 from detsim.paths import config_dir
 
 from conftest import SHARED_DATA, vae_kwargs
@@ -138,6 +138,32 @@ def test_voxel_caps_bound_mapped_and_unmapped_voxels():
     assert float(top[0]) == pytest.approx(float(torch.log(ref[:, 0]).max()) + 0.5, abs=2e-3)
 
 
+def test_caps_from_running_training_maxima_equal_caps_from_the_stored_showers():
+    """The training-reference caps (running maxima, batch by batch, no shower kept) are the caps a fit to all the
+    showers at once gives, per bin; showers past `limit` do not count; a rare large hit sets its voxel's cap."""
+    rng = np.random.default_rng(2)
+    n, n_vox = 3000, 4
+    x = torch.as_tensor(np.exp(rng.normal(-4.0, 0.5, (n, n_vox))) * (rng.random((n, n_vox)) < 0.7))
+    x[17, 3] = 0.3  # one rare large hit in the outer voxel
+    c = torch.as_tensor(rng.random(n)).reshape(-1, 1)
+    maxima = VoxelMaxima(n_bins=2, n_voxels=n_vox, limit=n)
+    for start in range(0, n, 256):
+        maxima.update(c[start : start + 256], x[start : start + 256])
+    maxima.update(c, x * 100)  # past the limit: ignored
+    assert maxima.full and maxima.seen == n
+    running = VoxelCapMap(n_vox, n_bins=2, grid=64, cap_margin=0.25, samples_per_shower=1, reference_showers=n,
+                          reference="training")
+    running.fit_maxima(maxima.top)
+    stored = VoxelCapMap(n_vox, n_bins=2, grid=64, cap_margin=0.25, samples_per_shower=1, reference_showers=n)
+    stored.fit(c.reshape(-1), x, c.reshape(-1), x)
+    assert torch.allclose(running.table, stored.table, atol=1e-5)
+    b17 = int(c[17, 0] >= 0.5)
+    assert float(running.table[b17, 3, -1]) == pytest.approx(math.log(0.3) + 0.25, abs=1e-5)
+    with pytest.raises(Exception, match="reference"):
+        VoxelCapMap(n_vox, n_bins=2, grid=64, cap_margin=0.25, samples_per_shower=1, reference_showers=n,
+                    reference="test")
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_no_generated_voxel_holds_more_than_its_incident_energy(seed):
     """Property: a decoder pushed to hot voxels (no voxel map) still writes none above E_inc, at any energy."""
@@ -170,7 +196,7 @@ def trained_on_geant4(tmp_path_factory):
         cfg = compose("train", overrides=[
             "experiment=calo_vae_ds2", f"data.path={G4_TRAIN}", "data.max_showers=900", "data.batch_size=64",
             "trainer.max_epochs=2", "trainer.accelerator=cpu", "model.encoder.hidden=[64,32]", "model.latent_dim=4",
-            "model.voxel_map.reference_showers=200", "model.energy_map.n_bins=3",
+            "model.energy_map.n_bins=3",
             "model.energy_map.min_showers=20", "callbacks.validation_plots=null", "callbacks.fidelity.max_showers=90",
             "callbacks.progress_bar=null", "logger.log_model=false", f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db",
             "run_test=false", f"paths.output_dir={tmp}/out"])
@@ -196,6 +222,10 @@ def test_a_few_steps_on_geant4_keep_the_structural_guarantees(trained_on_geant4)
         showers = gen(e, torch.Generator().manual_seed(1))
     r = showers.sum(1) / e
     assert float((showers / e[:, None]).max()) <= 1.0
+    # the caps come from the training showers (running maxima): no voxel above the largest training voxel x e^margin
+    assert gen.voxel_map.reference == "training"
+    largest = float((train.showers / train.incident_energy[:, None]).max())
+    assert float((showers / e[:, None]).max()) <= largest * math.exp(gen.voxel_map.cap_margin) * 1.001
     assert float(r.max()) <= ratio.max() * math.exp(gen.energy_map.total_map.cap_margin) * 1.001
     assert float(((r < ratio.min()) | (r > ratio.max())).float().mean()) < 0.01
     assert np.median(r.numpy()) == pytest.approx(np.median(ratio), rel=0.03)

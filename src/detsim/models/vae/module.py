@@ -31,7 +31,7 @@ from detsim.models.vae.heads import VoxelHead
 from detsim.models.vae.layers import Encoder, ShowerDecoder
 from detsim.models.vae.prior import LatentPrior
 from detsim.models.vae.transforms import EnergyCondition, VoxelTransform
-from detsim.models.vae.voxel_map import IdentityVoxelMap, VoxelMap
+from detsim.models.vae.voxel_map import IdentityVoxelMap, VoxelCapMap, VoxelMap, VoxelMaxima
 from detsim.runtime.generator import ShowerGenerator
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,9 @@ class CaloVAE(L.LightningModule):
         self._posterior: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._reference: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._train_layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        vmap = self.generator.voxel_map
+        self._train_maxima = (VoxelMaxima(vmap.n_bins, n_vox, vmap.reference_showers)
+                              if isinstance(vmap, VoxelCapMap) and vmap.reference == "training" else None)
 
     # --- settings from the data -----------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -244,6 +247,9 @@ class CaloVAE(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")[0]
         self._keep_layer_energies(batch)
+        if self._train_maxima is not None and not self._train_maxima.full:
+            e_inc, showers = unpack_batch(batch)
+            self._train_maxima.update(self.condition.forward(e_inc.reshape(-1)), showers / e_inc.reshape(-1, 1))
         return loss
 
     def _keep_layer_energies(self, batch: Any) -> None:
@@ -267,7 +273,7 @@ class CaloVAE(L.LightningModule):
         self._posterior.append((c.detach(), post.detach()))
         kept = sum(len(e) for e, _ in self._reference)
         vmap = self.generator.voxel_map
-        if not isinstance(vmap, IdentityVoxelMap) and kept < vmap.reference_showers:
+        if not isinstance(vmap, IdentityVoxelMap) and self._train_maxima is None and kept < vmap.reference_showers:
             e_inc, showers = unpack_batch(batch)
             take = vmap.reference_showers - kept
             self._reference.append((e_inc[:take].detach().float(), showers[:take].detach().float()))
@@ -285,7 +291,9 @@ class CaloVAE(L.LightningModule):
             c = torch.cat([p[0] for p in self._posterior]).float()
             post = torch.cat([p[1] for p in self._posterior], dim=1).float()
             self.generator.prior.fit(c, post[0], post[1], post[2])
-            if self._reference:
+            if self._train_maxima is not None and self._train_maxima.seen:
+                self.generator.voxel_map.fit_maxima(self._train_maxima.top)
+            elif self._reference:
                 self.fit_voxel_map(torch.cat([r[0] for r in self._reference]), torch.cat([r[1] for r in self._reference]))
             if self._train_layers:
                 self.fit_energy_map(torch.cat([r[0] for r in self._train_layers]),
@@ -327,8 +335,8 @@ class CaloVAE(L.LightningModule):
         rng = torch.Generator(device=e_gen.device).manual_seed(seed)
         with emap.disabled():
             generated = self.generator(e_gen, rng)
-        c_gen, vmap = self.condition.forward(e_gen), self.generator.voxel_map
-        bound = (lambda s: vmap.cap_showers(s, e_gen.reshape(-1, 1), c_gen)) if vmap.active else None  # noqa: E731
+        c_gen = self.condition.forward(e_gen)
+        bound = self.generator.group_bound(e_gen.reshape(-1, 1), c_gen, self.generator.voxel_map.active)
         emap.fit_showers(self.condition.forward(e_inc), groups.to(self.device) / e_inc.reshape(-1, 1), c_gen,
                          generated, e_gen.reshape(-1, 1), bound)
 
