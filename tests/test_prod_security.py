@@ -11,7 +11,8 @@ import torch
 
 from detsim.cli.train import train
 from detsim.errors import DataFileError
-from detsim.security import UnsafeCheckpointError, checked_output_dir, load_checkpoint
+from detsim.files import checked_output_dir
+from detsim.security import UnsafeCheckpointError, load_checkpoint
 from prod_support import PickleExploit, REPO, compose_train, tiny_overrides
 
 

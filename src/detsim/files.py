@@ -3,7 +3,9 @@
 A file detsim writes (HDF5, ROOT, checkpoint, metrics.json, plot) first goes to a hidden temporary file in
 its target folder and is renamed onto the target only once complete. A rename within one folder is atomic on
 POSIX file systems, so a kill -9 at any moment leaves either the old file or the complete new one at the
-target path, never a half-written file. It sits on the ground floor because every room writes files.
+target path, never a half-written file. Output folders named in configs (a run folder, an MLflow store) are
+resolved (symlinks, `..`) and checked before the first byte is written (`checked_output_dir`). It sits on the ground
+floor because every room writes files.
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ def check_output_file(target: str | Path, overwrite: bool = True) -> Path:
     except OSError as exc:
         raise DataFileError(target, None, "a writable output folder", f"{folder}: {exc.strerror}") from None
     return target
+
+
+def checked_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Resolve `path` (user, symlinks, `..`), create it, and check it is a writable folder; return the resolved path."""
+    resolved = Path(os.path.expandvars(str(path))).expanduser().resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise DataFileError(resolved, None, f"a folder for the {what}", "an existing file")
+    existing = resolved
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise DataFileError(resolved, None, f"a writable location for the {what}", f"{existing} is not writable")
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # /proc, read-only mounts: os.access says yes to root, mkdir says no
+        raise DataFileError(resolved, None, f"a writable location for the {what}", exc.strerror) from None
+    return resolved
 
 
 @contextmanager

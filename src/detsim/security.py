@@ -1,15 +1,14 @@
-"""Safe handling of untrusted inputs: checkpoints and output paths.
+"""Safe handling of untrusted inputs: checkpoints.
 
 A checkpoint is a pickle; unpickling runs arbitrary code. Every checkpoint detsim reads goes through
 `torch.load(weights_only=True)`, which only rebuilds tensors and plain containers and refuses anything else.
 Hyper-parameters read back from a checkpoint or a logged model may name only detsim's own classes
-(`ALLOWED_TARGETS`, `check_targets`). Output folders named in configs are resolved (symlinks, `..`) and
-checked before the first byte is written.
+(`ALLOWED_TARGETS`, `check_targets`). Output folders named in configs are checked by `detsim.files`.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 import pickle
 from pathlib import Path
 from typing import Any, Mapping
@@ -61,8 +60,6 @@ ALLOWED_TARGETS: frozenset[str] = frozenset({
 
 def allowed_name(cls: type) -> str | None:
     """The allow-listed dotted name under which `cls` is importable (its public path), or None."""
-    import importlib
-
     for name in sorted(ALLOWED_TARGETS):
         module_name, _, attr = name.rpartition(".")
         module = importlib.import_module(module_name)  # allow-listed detsim modules only
@@ -89,19 +86,3 @@ def check_targets(node: Any, source: str | Path, key: str = "hyper_parameters") 
         for i, value in enumerate(node):
             check_targets(value, source, f"{key}[{i}]")
 
-
-def checked_output_dir(path: str | Path, what: str = "output folder") -> Path:
-    """Resolve `path` (user, symlinks, `..`), create it, and check it is a writable folder; return the resolved path."""
-    resolved = Path(os.path.expandvars(str(path))).expanduser().resolve()
-    if resolved.exists() and not resolved.is_dir():
-        raise DataFileError(resolved, None, f"a folder for the {what}", "an existing file")
-    existing = resolved
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise DataFileError(resolved, None, f"a writable location for the {what}", f"{existing} is not writable")
-    try:
-        resolved.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # /proc, read-only mounts: os.access says yes to root, mkdir says no
-        raise DataFileError(resolved, None, f"a writable location for the {what}", exc.strerror) from None
-    return resolved

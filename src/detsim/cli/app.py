@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.errors import HydraException
 from omegaconf import DictConfig
@@ -26,9 +27,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from detsim.cli.config_errors import describe
 from detsim.cli.console import tidy_console
+from detsim.cli.help import app_help
 from detsim.cli.signals import stopped_by_signals
 from detsim.config import positive_int  # noqa: F401  (the CLIs import it from here)
 from detsim.errors import ConfigError, DetsimError
+from detsim.files import checked_output_dir
 from detsim.paths import config_dir
 
 USER_ERROR_EXIT = 2
@@ -67,8 +70,6 @@ _FROM_TASK = "_detsim_raised_by_task"  # marks an exception the task raised, so 
 
 def _remove_bare_run_dir() -> None:
     """A failed run leaves no folder behind that holds only Hydra's own records (.hydra/, the job log)."""
-    from hydra.core.hydra_config import HydraConfig
-
     try:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     except ValueError:
@@ -101,8 +102,6 @@ class CheckRunDir(Callback):
 
     @staticmethod
     def _check(folder: Any) -> None:
-        from detsim.security import checked_output_dir
-
         try:
             checked_output_dir(str(folder), "run folder")
         except DetsimError as exc:
@@ -153,8 +152,6 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
         def run_hydra() -> Any:
             nonlocal hydra_raises
             if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
-                from detsim.cli.help import app_help
-
                 print(app_help(os.path.basename(sys.argv[0]) or config_name, config_name))
                 return None
             if _debugging():  # the full traceback, Hydra's frames included

@@ -18,7 +18,7 @@ from detsim.cli.console import output_is_terminal
 from detsim.errors import ConfigError
 from detsim.io.checkpoint import AtomicCheckpointIO
 from detsim.learn.artifacts import log_artifact
-from detsim.security import checked_output_dir
+from detsim.files import checked_output_dir
 from detsim.tracking import (log_run_start, make_mlflow_logger, mark_run_failed, start_system_metrics,
                              stop_system_metrics)
 from detsim.tracking.models import log_inference_model

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from detsim.errors import ConfigError, DetsimError
 from detsim.paths import project_root
 from detsim.provenance import provenance
-from detsim.security import checked_output_dir
+from detsim.files import checked_output_dir
 
 
 class TrackingServerError(DetsimError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detsim.errors import DetsimError
-from detsim.security import checked_output_dir
+from detsim.files import checked_output_dir
 
 PID_FILE = "server.pid"
 LOG_FILE = "server.log"
