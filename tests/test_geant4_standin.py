@@ -80,9 +80,9 @@ def test_cli_exits_2_naming_missing_data_sets(tmp_path: Path) -> None:
 
 def test_without_the_bindings_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from detsim.errors import ConfigError
-    from detsim.sim.geant4 import runner
+    from detsim.sim.geant4 import bindings
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "geant4_pybind" else real(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'detsim\[geant4\]'"):
-        runner.require_bindings()
+        bindings.require()

@@ -12,18 +12,18 @@ from functools import lru_cache
 
 import numpy as np
 
+from detsim import extras
 from detsim.errors import ConfigError
 
 
 @lru_cache(maxsize=32)
 def analytic_psd(name: str, n_samples: int, sample_rate: float, f_low: float) -> np.ndarray:
     """One-sided PSD (1/Hz) of pycbc's analytic model `name` on the rfft grid of n_samples, 0 below f_low."""
-    import pycbc.psd
-
-    if name not in pycbc.psd.get_psd_model_list():
+    psds = extras.pycbc_psd()
+    if name not in psds.get_psd_model_list():
         raise ConfigError(f"unknown analytic PSD {name!r}; e.g. aLIGOZeroDetHighPower, AdVDesignSensitivityP1200087")
     delta_f = sample_rate / n_samples
-    psd = pycbc.psd.from_string(name, n_samples // 2 + 1, delta_f, f_low).numpy().astype(np.float64)
+    psd = psds.from_string(name, n_samples // 2 + 1, delta_f, f_low).numpy().astype(np.float64)
     psd.setflags(write=False)
     return psd
 

@@ -8,7 +8,7 @@ is the same whatever n is.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -18,6 +18,22 @@ PARAMETERS = (
     "mass1", "mass2", "spin1z", "spin2z", "distance", "ra", "dec",
     "inclination", "polarization", "coa_phase", "t_merger", "snr",
 )
+
+
+def plain_priors(priors: Mapping[str, Any]) -> dict[str, Any]:
+    """The priors as plain dicts and lists, read through the Mapping and Sequence interfaces (so a Hydra DictConfig
+    resolves its interpolations) without importing OmegaConf, which the GPU image that trains on samples lacks."""
+    return _plain(priors)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _plain(value[key]) for key in value}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):  # a ListConfig
+        return [_plain(v) for v in value]
+    return value
 
 
 def draw_one(name: str, spec: Mapping[str, Any], rng: np.random.Generator) -> float:

@@ -37,14 +37,17 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from scipy import signal
 
+from detsim import extras
 from detsim.errors import ConfigError, DataFileError
 from detsim.files import atomic_output
 from detsim.gw.cnn import symmetric_logits
 from detsim.gw.strain import Segment, StrainReader, expand_paths, file_attrs, strain_segments
 from detsim.gw.triggers import TriggerWriter, cluster_peaks
 from detsim.gw.whiten import Whitener
+from detsim.security import load_checkpoint
 
 if TYPE_CHECKING:  # the bank search builds on this module's blocks; the driver takes either search
     from detsim.gw.bank_search import BankSearch
@@ -99,9 +102,8 @@ def shard_blocks(blocks: Sequence[Block], shard: int | None, n_shards: int | Non
 
 def light_travel_time(detectors: Sequence[str]) -> float:
     """The largest light travel time (s) between any two of the detectors (pycbc.detector)."""
-    from pycbc.detector import Detector
-
-    return max([Detector(a).light_travel_time_to_detector(Detector(b)) for a in detectors for b in detectors], default=0.0)
+    site = extras.pycbc_detector().Detector
+    return max([site(a).light_travel_time_to_detector(site(b)) for a in detectors for b in detectors], default=0.0)
 
 
 def check_slides(n_slides: int, slide: float, block_lengths: Sequence[float], n_detectors: int, separation: float) -> None:
@@ -300,8 +302,6 @@ class CNNSearch:
 def load_network(net: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     """Weights from a `detsim-train` checkpoint of a GWClassifier (its `net.` state) or a plain state dict (the G2Net
     study's gw_1dcnn.pt), loaded safely (weights only) into `net`; a mismatch is a DataFileError naming the file."""
-    from detsim.security import load_checkpoint
-
     ckpt = load_checkpoint(path)
     state = ckpt.get("state_dict", ckpt)
     if any(k.startswith("net.") for k in state):
@@ -329,8 +329,6 @@ def run_search(search: CNNSearch | BankSearch, data: str | Sequence[str], out: s
                shard: int | None = None, n_shards: int | None = None, device: str = "auto",
                overwrite: bool = False, progress: bool = True, extra_attrs: Mapping[str, Any] | None = None) -> Path:
     """Search the strain files `data` (a file, glob or list) and write the trigger file `out` (atomically)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     detectors, blocks, paths = iter_blocks(search, data, block_duration, shard, n_shards)
     if not blocks:
         raise ConfigError(f"shard {shard}: no analysis block falls to it ({n_shards} shards)")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from detsim import extras
 from detsim.errors import ConfigError
 from detsim.gw.noise import analytic_psd, optimal_snr
 from detsim.gw.priors import draw_one
@@ -74,10 +75,8 @@ def merger_times(spec: StreamSpec) -> list[tuple[int, float]]:
 def polarisations(params: Mapping[str, float], approximant: str, sample_rate: float, f_lower: float,
                   f_ref: float) -> Polarisations:
     """h+ and hx of one source with pycbc, every spin component given (precessing approximants use them)."""
-    from pycbc.waveform import get_td_waveform
-
     spins = {k: params.get(k, 0.0) for k in ("spin1x", "spin1y", "spin1z", "spin2x", "spin2y", "spin2z")}
-    hp, hc = get_td_waveform(approximant=approximant, mass1=params["mass1"], mass2=params["mass2"], **spins,
+    hp, hc = extras.pycbc_waveform().get_td_waveform(approximant=approximant, mass1=params["mass1"], mass2=params["mass2"], **spins,
                              distance=params["distance"], inclination=params["inclination"],
                              coa_phase=params["coa_phase"], delta_t=1.0 / sample_rate, f_lower=f_lower, f_ref=f_ref)
     return Polarisations(hp.numpy().astype(np.float64), hc.numpy().astype(np.float64),

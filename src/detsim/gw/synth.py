@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from detsim import extras
 from detsim.gw.io import write_labels, write_sample
 from detsim.gw.noise import analytic_psd, coloured_noise, optimal_snr
-from detsim.gw.priors import PARAMETERS, draw_parameters
+from detsim.gw.priors import PARAMETERS, draw_parameters, plain_priors
 from detsim.gw.waveform import Polarisations, polarisations, project
 
 ID_MULTIPLIER = 0x9E3779B97F  # odd, so i -> (offset + i * M) mod 16**10 is a bijection: ids never collide
@@ -45,12 +47,9 @@ class SynthSpec:
 
     @classmethod
     def from_config(cls, sim: Mapping[str, Any], seed: int) -> "SynthSpec":
-        from omegaconf import OmegaConf
-
         fs = float(sim["sample_rate"])
         detectors = tuple(sim["detectors"])
-        priors = sim["priors"]
-        priors = OmegaConf.to_container(priors, resolve=True) if OmegaConf.is_config(priors) else dict(priors)
+        priors = plain_priors(sim["priors"])
         return cls(
             seed=int(seed), detectors=detectors, psds=tuple(str(sim["psd"][d]) for d in detectors),
             psd_f_low=float(sim["psd"]["f_low"]), sample_rate=fs,
@@ -72,11 +71,10 @@ class SynthSpec:
 def antenna(detectors: Sequence[str], gps: np.ndarray, ra: np.ndarray, dec: np.ndarray,
             polarization: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """F+, Fx and arrival delay after the Earth centre, (n, n_det), at GPS times `gps` (pycbc.detector)."""
-    from pycbc.detector import Detector
-
+    pycbc_detector = extras.pycbc_detector()
     fp, fc, dt = (np.empty((len(gps), len(detectors))) for _ in range(3))
     for j, name in enumerate(detectors):
-        det = Detector(name)
+        det = pycbc_detector.Detector(name)
         fp[:, j], fc[:, j] = det.antenna_pattern(ra, dec, polarization, gps)
         dt[:, j] = det.time_delay_from_earth_center(ra, dec, gps)
     return fp, fc, dt
@@ -151,8 +149,6 @@ def synthesise(
     sim: Mapping[str, Any], n: int, seed: int, out: str | Path, workers: int = 1, block: int = 64, progress: bool = True
 ) -> Path:
     """Write n samples in the G2Net layout under `out`, plus `training_labels.csv` and the side CSV."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     spec = SynthSpec.from_config(sim, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

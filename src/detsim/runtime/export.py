@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from detsim import extras
 from detsim.errors import ConfigError
 from detsim.files import atomic_output
 from detsim.runtime.generator import ShowerGenerator
@@ -70,8 +71,7 @@ def export(gen: ShowerGenerator, out: str | Path, fmt: str, metadata: dict[str, 
 
 def _export_onnx(module: GraphGenerator, args: tuple[torch.Tensor, ...], names: list[str], path: Path,
                  meta: dict[str, str]) -> None:
-    import onnx
-
+    onnx = extras.onnx()  # before torch.onnx: a missing extra is one line naming it, not torch's ImportError
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
         module, args, input_names=names, output_names=[OUTPUT], dynamo=True, external_data=False,

@@ -1,6 +1,6 @@
 """The Geant4 application for one worker process: geometry, C++ scorers, physics list, primaries, actions.
 
-Imports geant4_pybind, so it only runs in a worker process (`worker`), never in the CLI's own process.
+Imports geant4_pybind, so it is imported only by `bindings.load` in a worker process, never in the CLI's own process.
 Volumes: Calo (tube) -> Layer (replica along z, one per read-out layer) -> SubLayer (replica along z)
 -> Absorber + Active; Active holds the read-out disk (r < last radial edge), divided by G4PVReplica into
 angular wedges (kPhi, copy 0 starting at alpha = -pi) and then radial rings (kRho; placements when the

@@ -11,7 +11,6 @@ with `shard=k` a SLURM array task writes shard k.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,25 +19,20 @@ from typing import Any, Iterator
 import numpy as np
 from omegaconf import DictConfig
 
+import detsim
+from detsim.config import flag, run_fingerprint
 from detsim.errors import ConfigError
-from detsim.files import atomic_output
+from detsim.files import atomic_output, check_output_file
+from detsim.io.resume import resumable_output
 from detsim.paths import config_dir
 from detsim.showers import CaloShowers
 from detsim.sim.calo.config import SimulationPlan, plan_from_config
+from detsim.sim.geant4 import bindings
 from detsim.sim.geant4.calorimeter import SamplingCalorimeter, calorimeter_from_config
 from detsim.sim.geant4.datasets import is_standin, resolve_datasets
 from detsim.sim.geant4.pool import BlockTask, Geant4Pool, block_tasks
 from detsim.sim.geant4.progress import ProgressReporter
 from detsim.sim.geant4.worker import BlockResult, WorkerSpec
-
-INSTALL_HINT = "pip install 'detsim[geant4]'"
-
-
-def require_bindings() -> None:
-    """Exit-2 error (not an ImportError deep in a worker) when the optional extra is not installed."""
-    if importlib.util.find_spec("geant4_pybind") is None:
-        raise ConfigError(f"simulator=geant4: expected the geant4-pybind package, found it not installed ({INSTALL_HINT})")
-
 
 def digitise(cells: np.ndarray, calo: SamplingCalorimeter, sampling_fraction: float) -> np.ndarray:
     """Per-voxel threshold on the active deposit, then division by the sampling fraction (float32, MeV)."""
@@ -64,7 +58,7 @@ class Geant4Setup:
 
 def setup_from_config(cfg: DictConfig, stepping_check: bool = False) -> Geant4Setup:
     """Everything a run needs, checked in this process before any worker starts (errors exit 2)."""
-    require_bindings()
+    bindings.require()
     plan = plan_from_config(cfg)
     calo = calorimeter_from_config(plan.detector, plan.geometry)
     g4cfg = cfg.get("geant4") or {}
@@ -131,8 +125,6 @@ def calibrate(cfg: DictConfig) -> float:
 
 
 def file_attrs(cfg: DictConfig, setup: Geant4Setup, version: str, shard: int | None) -> dict[str, Any]:
-    import detsim
-
     c = setup.calo
     return {
         "simulator": "geant4", "geant4_version": version, "physics_list": setup.spec.physics_list,
@@ -147,10 +139,6 @@ def file_attrs(cfg: DictConfig, setup: Geant4Setup, version: str, shard: int | N
 
 def run(cfg: DictConfig) -> Path | float:
     """The `simulator.entry` of conf/simulator/geant4.yaml."""
-    from detsim.config import flag, run_fingerprint
-    from detsim.files import check_output_file
-    from detsim.io.resume import resumable_output
-
     mode = str(cfg.simulator.get("mode", "simulate"))
     if mode == "calibrate":
         return calibrate(cfg)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from detsim.errors import DetsimError
+from detsim.sim.geant4 import bindings
 from detsim.sim.geant4.calorimeter import SamplingCalorimeter
 
 
@@ -47,15 +49,7 @@ class Application:
     """The initialised Geant4 run manager of this process and its actions."""
 
     def __init__(self, spec: WorkerSpec) -> None:
-        os.environ.update(spec.environ)
-        # All 12 data-set variables are set, so the bindings need not look for data sets themselves. Saying so
-        # with GEANT4_DATA_DIR matters under CI=true, where geant4-pybind 0.1.3 otherwise lists (and would clean)
-        # ~/.geant4_pybind, which does not exist ("ImportError: initialization failed").
-        os.environ.setdefault("GEANT4_DATA_DIR", os.path.dirname(spec.environ["G4LEDATA"]))
-        import geant4_pybind as g4  # after the data-set variables are set
-
-        from detsim.sim.geant4 import build
-
+        g4, build = bindings.load(spec.environ)  # the bindings find the data-set variables set
         self.g4, self.spec = g4, spec
         self.version = str(g4.G4Version).strip("$ ").replace("Name: ", "")
         self.run_manager = g4.G4RunManagerFactory.CreateRunManager(g4.G4RunManagerType.Serial)
@@ -110,8 +104,6 @@ def main(spec: WorkerSpec, tasks: Any, results: Any) -> None:
             results.put(("block", app.simulate(block, g4_seed, energies)))
     except BaseException as exc:  # reported to the parent, which raises it
         code = 1
-        from detsim.errors import DetsimError
-
         kind = "user-error" if isinstance(exc, DetsimError) else "error"
         results.put((kind, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     finally:
