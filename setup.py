@@ -4,24 +4,23 @@ An installed (non-editable) detsim has no `.git` to ask; `detsim.provenance.git_
 `detsim/_build_info.py` written here instead. Without git the file is simply not written.
 """
 
-import importlib.util
+import sys
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "src"))  # this checkout's detsim: its package module and provenance need the stdlib only
+from detsim.provenance import write_build_info  # noqa: E402
 
 
 class BuildPyWithCommit(build_py):
     def run(self) -> None:
         super().run()
-        spec = importlib.util.spec_from_file_location("_detsim_provenance", HERE / "src" / "detsim" / "provenance.py")
-        provenance = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(provenance)
         package_dir = Path(self.build_lib) / "detsim"
         if package_dir.is_dir():
-            provenance.write_build_info(HERE, package_dir)
+            write_build_info(HERE, package_dir)
 
 
 setup(cmdclass={"build_py": BuildPyWithCommit})

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from detsim.errors import ConfigError
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+import detsim
+from detsim.errors import ConfigError
+from detsim.paths import config_dir
 
 
 def to_plain(value: Any) -> Any:
@@ -24,10 +28,6 @@ def compose_config(config_name: str, overrides: "list[str] | tuple[str, ...]" = 
 
     For benchmarks, notebooks and tests that build one object from the config tree: loading a YAML file
     directly skips its defaults list (the VAE's head, prior and voxel map are config groups)."""
-    from hydra import compose, initialize_config_dir
-
-    from detsim.paths import config_dir
-
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose(config_name, overrides=list(overrides))
 
@@ -66,8 +66,6 @@ def run_fingerprint(cfg: DictConfig, ignore: tuple[str, ...] = RESULT_NEUTRAL_KE
 
     A resumed job continues a partial file only if this is unchanged (`detsim.io.resume`).
     """
-    import detsim
-
     settings = {  # ignored keys are never resolved (paths.output_dir holds the time of day)
         key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], (DictConfig, ListConfig)) else cfg[key]
         for key in cfg if key not in ignore

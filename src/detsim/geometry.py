@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from detsim.errors import ConfigError, DataFileError
+from detsim.paths import config_dir
 
 
 @dataclass(frozen=True)
@@ -294,8 +296,6 @@ def load_geometry(spec: Mapping[str, Any] | str | Path) -> Geometry:
     if path.suffix.lower() == ".xml":
         return Geometry.from_xml(path)
     if path.suffix.lower() in (".yaml", ".yml"):
-        from omegaconf import OmegaConf
-
         if not path.is_file():
             raise DataFileError(path, None, "a geometry YAML file", "no such file")
         return Geometry.from_config(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
@@ -304,8 +304,6 @@ def load_geometry(spec: Mapping[str, Any] | str | Path) -> Geometry:
 
 def known_voxel_counts() -> dict[int, str]:
     """Voxel count -> name of every geometry in `conf/geometry/`: what a file of unnamed geometry is checked against."""
-    from detsim.paths import config_dir
-
     counts: dict[int, str] = {}
     for path in sorted((config_dir() / "geometry").glob("*.yaml")):
         try:

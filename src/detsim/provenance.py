@@ -11,6 +11,13 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+import detsim
+
+try:  # written into a built wheel by `write_build_info`; a source checkout has none
+    from detsim import _build_info  # type: ignore[attr-defined]
+except ImportError:
+    _build_info = None
+
 BUILD_INFO_MODULE = "_build_info.py"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -52,16 +59,10 @@ def git_commit() -> str | None:
     commit = commit_of_checkout(_PACKAGE_DIR)
     if commit is not None:
         return commit
-    try:
-        from detsim import _build_info  # type: ignore[attr-defined]
-    except ImportError:
-        return None
     return getattr(_build_info, "GIT_COMMIT", None)
 
 
 def detsim_version() -> str:
-    import detsim  # here, not at the top: setup.py loads this file before detsim is importable
-
     return detsim.__version__
 
 

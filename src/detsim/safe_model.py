@@ -19,14 +19,23 @@ from __future__ import annotations
 import importlib
 import json
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+import mlflow
+import mlflow.pyfunc
 import numpy as np
+import safetensors
 import torch
 import yaml
+from mlflow.models import Model
+from mlflow.models.utils import _save_example
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from detsim.errors import DataFileError
+from detsim.provenance import detsim_version, provenance
 from detsim.security import allowed_name, check_targets
 
 FLAVOR = "detsim"
@@ -53,20 +62,12 @@ def _plain(value: Any) -> Any:
 
 def requirements() -> list[str]:
     """What a host needs to load the model: detsim itself at this version first."""
-    import safetensors
-
-    from detsim.provenance import detsim_version
-
     return [f"detsim=={detsim_version()}", f"torch=={torch.__version__.split('+')[0]}",
             f"numpy=={np.__version__}", f"safetensors=={safetensors.__version__}", "pyyaml"]
 
 
 def save_model_dir(model: Any, folder: str | Path) -> Path:
     """Write `config.yaml` and `weights.safetensors` of an allow-listed LightningModule into `folder`."""
-    from safetensors.torch import save_file
-
-    from detsim.provenance import provenance
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT_VERSION, "model_class": _class_path(model),
@@ -97,9 +98,6 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 
 def load_model_dir(folder: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the inference module of a safe model folder (no pickle anywhere); return it and its config."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     config = read_config(folder)
     module_name, _, class_name = str(config["model_class"]).rpartition(".")
@@ -121,10 +119,6 @@ def load_model_dir(folder: str | Path, device: str = "cpu") -> tuple[torch.nn.Mo
 def load_logged_model(uri: str, tracking_uri: str, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """Any MLflow model URI (`runs:/`, `models:/name/version`, `models:/name@alias`, ...): download its files
     (nothing deserialised), refuse a non-safe format, rebuild; return (module, config.yaml, MLmodel)."""
-    import tempfile
-
-    import mlflow
-
     mlflow.set_tracking_uri(tracking_uri)  # `runs:/` finds a run's logged models through the global store
     with tempfile.TemporaryDirectory(prefix="detsim-model-") as tmp:
         try:
@@ -161,12 +155,6 @@ def check_safe_mlmodel(folder: str | Path, uri: str) -> dict[str, Any]:
 def save_model(path: str | Path, mlflow_model: Any = None, model: Any = None, signature: Any = None,
                input_example: Any = None, **_: Any) -> None:
     """MLflow's flavour hook (`mlflow.models.Model.log(flavor=detsim.safe_model, model=...)`)."""
-    import mlflow.pyfunc
-    from mlflow.models import Model
-    from mlflow.models.utils import _save_example
-
-    from detsim.provenance import detsim_version
-
     path = Path(path)
     save_model_dir(model, path)
     (path / "requirements.txt").write_text("\n".join(requirements()) + "\n")

@@ -1,22 +1,10 @@
-"""Shower data for training: seeded splits, streaming and in-memory datasets, the Lightning DataModule.
+"""Shower data for training: seeded splits, streaming and in-memory datasets, the Lightning DataModules.
 
-`CaloDataModule` is imported lazily so that using the datasets does not import Lightning.
+Modules are imported by name (`detsim.data.datamodule.CaloDataModule`); this package module imports none of them,
+so using the datasets (`detsim.data.datasets`) does not import Lightning.
+  datasets        seeded block splits, the streaming and in-memory shower datasets
+  datamodule      CaloDataModule: a shower file as train/val/test DataLoaders
+  pid_datamodule  ParticleIdDataModule: labelled shower files, balanced classes
+  splits          stratified train/val/test partitions
+  settings        what a model measures from its training rows (threshold, energy range)
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["CaloDataModule", "InMemoryShowerDataset", "StreamingShowerDataset", "split_ranges"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "CaloDataModule":
-        from detsim.data.datamodule import CaloDataModule
-
-        return CaloDataModule
-    if name in ("InMemoryShowerDataset", "StreamingShowerDataset", "split_ranges"):
-        from detsim.data import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module 'detsim.data' has no attribute {name!r}")

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from detsim.errors import ConfigError
@@ -90,8 +91,6 @@ def _shard(pieces: Ranges, worker: int, n_workers: int) -> Ranges:
 
 def _rank_and_world() -> tuple[int, int]:
     """(rank, world size) of the DDP process group, (0, 1) without one."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

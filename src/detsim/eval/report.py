@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
@@ -70,15 +73,13 @@ def log_to_mlflow(
     into that run's experiment (beside the model it judges), else into `experiment_name` (created with
     `artifact_location` if new). `tracking_uri` is resolved by the caller (detsim.tracking).
     """
-    import mlflow
-
     mlflow.set_tracking_uri(tracking_uri)
     experiment_id = _experiment_of_run(link_run_id)
     if experiment_id is None:
         if mlflow.get_experiment_by_name(experiment_name) is None:
             try:
                 mlflow.create_experiment(experiment_name, artifact_location=artifact_location)
-            except mlflow.exceptions.MlflowException as exc:  # parallel evaluations: another one created it first
+            except MlflowException as exc:  # parallel evaluations: another one created it first
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
         experiment_id = mlflow.get_experiment_by_name(experiment_name).experiment_id
@@ -94,9 +95,6 @@ def _experiment_of_run(run_id: str | None) -> str | None:
     """The experiment id of `run_id` in the current store, or None (no id, or a run of another store)."""
     if not run_id:
         return None
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
     try:
         return MlflowClient().get_run(run_id).info.experiment_id
     except MlflowException:

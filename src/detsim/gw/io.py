@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 import h5py
 import numpy as np
+from rich.progress import Progress
 
 from detsim.errors import DataFileError
 from detsim.files import atomic_output
@@ -132,8 +133,6 @@ def pack_cache(
     progress: bool = True,
 ) -> Path:
     """Read every labelled sample once and write `strain` (N, 3, n) float32, `id`, `target`, `snr`."""
-    from rich.progress import Progress
-
     ids, targets = read_labels(root)
     snr = None
     if side_csv is not None and Path(side_csv).is_file():

@@ -16,7 +16,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from rich.progress import track
+from scipy.special import logsumexp
 
+from detsim.gw.io import read_side_column
 from detsim.gw.whiten import Whitener
 from detsim.gw.template_bank import place_bank, unit_spectra
 from detsim.gw.waveform import polarisations
@@ -81,8 +84,6 @@ def marginalised(snr2: np.ndarray, log_weights: np.ndarray | None = None) -> np.
     """ln sum_k w_k exp(SNR_k^2 / 2) over a bank's templates (uniform weights by default): the likelihood ratio of
     a signal marginalised over the bank (phase and time maximised), the statistic the Neyman-Pearson lemma favours
     when the weights are the templates' prior masses (`template_bank.prior_log_weights`)."""
-    from scipy.special import logsumexp
-
     if log_weights is None:
         log_weights = np.full(snr2.shape[-1], -np.log(snr2.shape[-1]))
     return logsumexp(snr2.astype(np.float64) / 2 + log_weights, axis=-1)
@@ -142,8 +143,6 @@ class MatchedFilter:
     def network_snr2(self, strain: np.ndarray, spectra: torch.Tensor, progress: bool = False) -> np.ndarray:
         """(N, K) network statistic (SNR^2) of every sample with every template of a bank given as unit, in-band
         spectra (K, n_det, F) (`template_bank.unit_spectra`)."""
-        from rich.progress import track
-
         n = strain.shape[-1]
         n_lags, lo, hi = self._lags(n)
         spectra = spectra.to(self.device)
@@ -172,8 +171,6 @@ class MatchedFilter:
                             progress: bool = False) -> np.ndarray:
         """Each sample filtered with its own wrapped template (`wrap_at_merger`): `waves` is an (N, n) array
         or a function giving the templates of a slice of samples (so pycbc-free callers can supply them)."""
-        from rich.progress import track
-
         n = strain.shape[-1]
         n_lags, lo, hi = self._lags(n)
         scores = np.empty(len(strain))
@@ -191,8 +188,6 @@ def baseline_scores(raw: Mapping[str, Any], side_csv: str, whitener: Whitener, s
     """Matched-filter statistics of a datamodule split (`G2NetDataModule.raw`): true templates (`mf_true`), and the
     search over the bank `bank_cfg` places (conf/gw/bank), as its max (`mf_bank<K>`) and marginalised over it
     (`mf_bank<K>_marginal`)."""
-    from detsim.gw.io import read_side_column
-
     ids = raw["ids"]
     keys = ("mass1", "mass2", "spin1z", "spin2z")
     columns = {k: read_side_column(side_csv, ids, k) for k in keys}

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 
-from detsim.metrics.roc import RocCurve, roc_auc
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from detsim.metrics.roc import RocCurve, roc_auc  # noqa: E402
 
 
 def snr_binned_table(scores: Mapping[str, np.ndarray], target: np.ndarray, snr: np.ndarray,
@@ -39,11 +43,6 @@ def format_table(rows: Sequence[Mapping[str, float | str]], bin_name: str = "SNR
 
 
 def roc_figure(scores: Mapping[str, np.ndarray], target: np.ndarray):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5, 4.5))
     for name, s in scores.items():
         curve = RocCurve.from_scores(target, s).downsample()
@@ -55,11 +54,6 @@ def roc_figure(scores: Mapping[str, np.ndarray], target: np.ndarray):
 
 
 def efficiency_figure(rows: Sequence[Mapping[str, float | str]], false_alarm: float = 0.01):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (ax_eff, ax_auc) = plt.subplots(1, 2, figsize=(9, 4))
     for name in dict.fromkeys(r["detector"] for r in rows):
         sel = [r for r in rows if r["detector"] == name and r["snr_bin"] != "all"]

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import matplotlib
 import numpy as np
 
-from detsim.gw.template_bank import chirp_mass
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from detsim.gw.template_bank import chirp_mass  # noqa: E402
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -170,11 +174,6 @@ def efficiency_table(inj_stat: np.ndarray, threshold: float, values: np.ndarray,
 
 def curve_figure(curves: Mapping[str, Mapping[str, np.ndarray]], marks: Mapping[str, float] | None = None):
     """Sensitive distance vs FAR per month (MLGWSC-1's figure), one line per search, with its 1-sigma band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, c in curves.items():
         line, = ax.plot(c["far_per_month"], c["sensitive_distance"], label=name)

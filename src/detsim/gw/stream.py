@@ -37,11 +37,15 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from scipy.signal import fftconvolve
 
+import detsim
+from detsim.config import flag
 from detsim.errors import ConfigError, DataFileError
 from detsim.files import atomic_output, check_output_file
 from detsim.gw.noise import analytic_psd
+from detsim.gw.priors import plain_priors
 from detsim.gw.strain import KNOWN_DETECTORS, set_attrs, write_injections, write_segment
 from detsim.gw.stream_injections import (EXTRINSIC, REFERENCE_CHIRP_MASS, Injection, injection_row, make_injection,
                                           merger_times)
@@ -113,8 +117,6 @@ class StreamSpec:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "StreamSpec":
         """The stream a `detsim-simulate simulator=gw_stream` config asks for, validated before any work."""
-        from omegaconf import OmegaConf
-
         sim = cfg["simulator"]
         duration = _number(cfg.get("duration"), "duration", whole=True)
         fs = _number(sim["sample_rate"], "simulator.sample_rate")
@@ -137,8 +139,7 @@ class StreamSpec:
         shard = cfg.get("shard")
         if shard is not None and (isinstance(shard, bool) or not str(shard).isdigit()):
             raise ConfigError(f"shard: expected an integer >= 0 (one SLURM array task), found {shard!r}")
-        priors = sim["priors"]
-        priors = OmegaConf.to_container(priors, resolve=True) if OmegaConf.is_config(priors) else dict(priors)
+        priors = plain_priors(sim["priors"])
         dtype = str(sim.get("dtype", "float32"))
         if dtype not in ("float32", "float64"):
             raise ConfigError(f"simulator.dtype: expected float32 or float64, found {dtype!r}")
@@ -263,16 +264,12 @@ def _locked(folder: Path) -> Iterator[None]:
 
 def _fingerprint(spec: StreamSpec) -> dict[str, Any]:
     """Every setting that changes the files (the spec) and the version: a resumed job must match it."""
-    import detsim
-
     return json.loads(json.dumps({"spec": asdict(spec), "detsim_version": detsim.__version__}, default=str, sort_keys=True))
 
 
 def write_stream(spec: StreamSpec, out: str | Path, overwrite: bool = False,
                  resume: bool = True, progress: bool = True) -> dict[str, Path]:
     """Write this shard's files under the folder `out`; return their paths by kind."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     out = Path(out)
     if out.suffix in (".h5", ".hdf", ".hdf5"):
         raise DataFileError(out, None, "a folder for the stream's files (foreground.hdf, injections.hdf, ...)", "a file name")
@@ -354,8 +351,6 @@ def _merge(spec: StreamSpec, files: Sequence[Path], targets: Mapping[str, Path])
 
 def run(cfg: Mapping[str, Any]) -> dict[str, Path]:
     """`detsim-simulate simulator=gw_stream duration=<s> seed=1 out=stream/`: the simulate app's entry."""
-    from detsim.config import flag
-
     spec = StreamSpec.from_config(cfg)
     return write_stream(spec, cfg["out"], overwrite=flag(cfg.get("overwrite", False), "overwrite"),
                         resume=flag(cfg.get("resume", True), "resume"), progress=bool(cfg.get("progress", True)))

@@ -18,6 +18,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from rich.progress import track
+from scipy.optimize import brentq
 
 from detsim.errors import ConfigError
 from detsim.gw.priors import draw_one
@@ -43,8 +45,6 @@ def best_templates(signals: torch.Tensor, bank: torch.Tensor, n_lags: int, batch
                    template_batch: int = 256, progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each signal's best match over the bank (its fitting factor: the fraction of its SNR the search keeps) and
     the index of the template that gives it; `progress` names a progress bar (minutes for thousands of signals)."""
-    from rich.progress import track
-
     factors, index = np.empty(len(signals)), np.empty(len(signals), dtype=np.int64)
     for s in track(range(0, len(signals), batch), description=progress or "", disable=progress is None):
         match = torch.cat([template_matches(signals[s : s + batch], bank[k : k + template_batch], n_lags)
@@ -102,8 +102,6 @@ def bank_parameters(bank: Mapping[str, Any], priors: Mapping[str, Any]) -> list[
 def max_mass_ratio(chirp: float, lo: float, hi: float) -> float:
     """Largest mass ratio m1/m2 with chirp mass `chirp` and both masses in [lo, hi] (m2 falls and m1 rises with
     the ratio at fixed chirp mass)."""
-    from scipy.optimize import brentq
-
     def inside(q: float) -> float:
         m1, m2 = masses_from_chirp(chirp, q)
         return min(m2 - lo, hi - m1)
@@ -140,8 +138,6 @@ def stochastic_bank(candidates: Sequence[Mapping[str, float]], spectra_of: Calla
     the bank size; should such a pair match, the cost is a redundant template, never a hole. Returns the
     parameters and the unit spectra of the bank; `spectra_of` maps parameters to (len, n_det, F) whitened, in-band
     template spectra."""
-    from rich.progress import track
-
     if not 0.0 < minimal_match < 1.0:
         raise ValueError(f"minimal_match must lie in (0, 1), got {minimal_match}")
     if not candidates:

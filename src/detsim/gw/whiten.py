@@ -12,10 +12,12 @@ with torch 2.13).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from nnAudio.features.cqt import CQT1992v2
 from scipy import signal
 
 from detsim.errors import ConfigError, DataFileError
@@ -146,10 +148,6 @@ class CQTFrontEnd(torch.nn.Module):
     def __init__(self, sample_rate: float = 2048.0, fmin: float = 20.0, fmax: float = 1024.0,
                  hop_length: int = 32, bins_per_octave: int = 12, log: bool = False) -> None:
         super().__init__()
-        import warnings
-
-        from nnAudio.features.cqt import CQT1992v2
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.cqt = CQT1992v2(sr=int(sample_rate), fmin=fmin, fmax=fmax, hop_length=hop_length,

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Mapping
 
 from detsim.errors import DataFileError
 from detsim.files import atomic_output, check_output_file
+from detsim.io import iter_showers, open_output
 from detsim.io.hdf5 import HDF5ShowerWriter, count_hdf5
 from detsim.io.writer import ShowerWriter
 from detsim.showers import CaloShowers
@@ -111,8 +112,6 @@ def _resumed(folder: Path, n_voxels: int, fingerprint: dict[str, Any], attrs: Ma
 
 
 def _merge(writer: BlockFolderWriter, target: Path, root: Any, overwrite: bool) -> None:
-    from detsim.io import iter_showers, open_output
-
     with open_output(target, writer.n_voxels, root=root, attrs=writer.attrs, overwrite=overwrite) as out:
         for block in writer.blocks:
             for chunk in iter_showers(block):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from detsim.showers import CaloShowers
+from detsim.sim.calo.config import compose_simulate_config, plan_from_config
+from detsim.sim.calo.runner import iter_chunks
 from detsim.sim.calo.shower import simulate_showers
 
 
@@ -24,9 +26,6 @@ def quick_sample(
 
     The same (geometry, particle, n, seed, overrides) gives the same showers as `detsim-simulate`.
     """
-    from detsim.sim.calo.config import compose_simulate_config, plan_from_config
-    from detsim.sim.calo.runner import iter_chunks
-
     cfg = compose_simulate_config([f"geometry={geometry}", f"particle={particle}", *(overrides or [])])
     plan = plan_from_config(cfg)
     e = None if energies is None else np.asarray(energies, dtype=np.float64).reshape(-1)

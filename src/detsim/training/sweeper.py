@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.core.plugins import Plugins
@@ -97,8 +98,6 @@ class DetsimOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        import optuna
-
         assert self.config is not None and self.launcher is not None
         space, fixed = parse_search_space(self.params, arguments)
         if not space:
@@ -154,14 +153,17 @@ class _ParentRun:
     """The sweep's own MLflow run: trial values as a metric, the best parameters at the end."""
 
     def __init__(self, config: DictConfig, study_name: str) -> None:
-        from detsim.tracking import check_tracking_server, default_artifact_location, resolve_tracking_uri
-
         self.client = None
         self.run_id: str | None = None
         logger_cfg = config.get("logger")
         if not logger_cfg:
             return
+        # Hydra imports every plugin module into every app it starts (its plugin scan, `hydra_plugins/`), so MLflow
+        # tracking (torch, Lightning, MLflow: ~5 s of CPU) is imported here, when a sweep starts, not at the top: the
+        # one deferred import that is not an optional extra (tests/test_architecture.py).
         from mlflow.tracking import MlflowClient
+
+        from detsim.tracking import check_tracking_server, default_artifact_location, resolve_tracking_uri
 
         uri = resolve_tracking_uri(logger_cfg.get("tracking_uri"))
         check_tracking_server(uri)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from detsim.config import to_plain
@@ -67,9 +69,6 @@ def plan_from_config(cfg: DictConfig | Mapping[str, Any]) -> SimulationPlan:
 
 def compose_simulate_config(overrides: list[str]) -> DictConfig:
     """Compose conf/simulate.yaml with Hydra's compose API (inside a running Hydra app too)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     if GlobalHydra.instance().is_initialized():
         return compose("simulate", overrides=overrides)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

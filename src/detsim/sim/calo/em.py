@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 from scipy.special import gammainc
 
-if TYPE_CHECKING:  # annotations only; em_component imports deposit at call time
-    from detsim.sim.calo.deposit import Component
+from detsim.sim.calo.deposit import Component, gamma_fractions
+
+if TYPE_CHECKING:  # annotations only
     from detsim.sim.calo.stack import LayerStack
 
 GEV = 1000.0
@@ -156,8 +157,6 @@ def em_component(
 ) -> list[Component]:
     """An EM shower of `energy_mev` starting at `start_x0`, carrying `visible_mev` in total if contained:
     the (optional) primary track near the face and the Gamma-profile cascade."""
-    from detsim.sim.calo.deposit import Component, gamma_fractions
-
     track = primary_track(visible_mev, start_x0, stack, mat if with_track else {})
     visible_mev = visible_mev - track.energy.sum(axis=1)
     lon = sample_longitudinal(energy_mev, mat, em, rng)
@@ -177,8 +176,6 @@ def primary_track(visible_mev: np.ndarray, start_x0: np.ndarray, stack: LayerSta
     """Ionisation of the incident electron and its first soft secondaries near the face, which a Gamma
     profile (zero at t = 0) misses: `track_MeV_per_X0` visible MeV per X0 over the first `track_X0`,
     on the axis, taken from the shower's energy (at most half of it). Zero unless configured."""
-    from detsim.sim.calo.deposit import Component
-
     cal = calibration(mat)
     lo = np.maximum(stack.lo_x0[None, :] - np.maximum(start_x0, 0.0)[:, None], 0.0)
     hi = np.minimum(stack.hi_x0[None, :] - np.maximum(start_x0, 0.0)[:, None], cal["track_X0"])

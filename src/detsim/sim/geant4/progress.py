@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 
 class ProgressReporter:
     """`advance(k)` after each finished block; a plain line every `interval_s` when stderr is not a terminal."""
@@ -17,8 +19,6 @@ class ProgressReporter:
         self.start = self._last = time.perf_counter()
         self._bar: Any = None
         if enabled and self.stream.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self._bar = Progress(TextColumn("[bold]geant4[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
             self._task = self._bar.add_task(label, total=total, rate="")
