@@ -1,6 +1,7 @@
 """The room rules of docs/architecture.md hold: import-linter's contracts (pyproject.toml) for the package and the
 studies, and an AST check for the folders that are not packages (benchmarks never import each other or tests/;
-src never reaches into benchmarks/, pipelines/, studies/ or tests/). Each contract kind is shown able to fail."""
+src never reaches into benchmarks/, pipelines/, studies/ or tests/). Imports sit at the top of their modules except
+an optional extra's, deferred in one place per extra (AST check). Each contract kind is shown able to fail."""
 
 from __future__ import annotations
 
@@ -97,3 +98,82 @@ def test_the_checker_catches_the_runtime_importing_the_model(tmp_path: Path) -> 
     done = _planted(tmp_path, "detsim/runtime/generator.py", "from detsim.models.vae import heads")
     assert done.returncode != 0 and "detsim.runtime.generator -> detsim.models.vae.heads" in done.stdout, done.stdout[-3000:]
     assert "Rooms are stacked: nothing imports upward BROKEN" in done.stdout
+
+
+# -- honest imports: at the top of the module, except the optional extras, each deferred in one place ------------------
+
+# where each optional extra of pyproject.toml is imported inside a function (docs/architecture.md, "Adding things")
+EXTRAS_MODULES = ("detsim/extras.py", "detsim/sim/geant4/bindings.py")
+# the one other deferral, and exactly what it defers: Hydra imports every plugin module into every app it starts, so
+# the Optuna sweeper imports MLflow tracking (torch, Lightning, MLflow) when a sweep starts
+DEFERRED_ELSEWHERE = {"detsim/training/sweeper.py": ["detsim.tracking", "mlflow.tracking"]}
+# the extras' packages and the only modules that import them (geant4-pybind's application, `build`, imports it at
+# its top and is itself imported by `bindings.load` only)
+EXTRA_PACKAGES = {"pycbc": {"detsim/extras.py"}, "onnx": {"detsim/extras.py"}, "onnxscript": {"detsim/extras.py"},
+                  "onnxruntime": {"detsim/extras.py"},
+                  "geant4_pybind": {"detsim/sim/geant4/bindings.py", "detsim/sim/geant4/build.py"}}
+
+
+def function_level_imports(source: str, filename: str = "<string>") -> list[tuple[int, str]]:
+    """(line, module) of every import statement inside a function body (a nested function's counted once)."""
+    found: dict[int, tuple[int, str]] = {}
+    for node in ast.walk(ast.parse(source, filename=filename)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Import):
+                    found[id(sub)] = (sub.lineno, ", ".join(alias.name for alias in sub.names))
+                elif isinstance(sub, ast.ImportFrom):
+                    found[id(sub)] = (sub.lineno, "." * sub.level + (sub.module or ""))
+    return sorted(found.values())
+
+
+def deferred_imports(src: Path) -> list[str]:
+    """`path:line: module` of every function-level import under `src/detsim` outside the extras modules (and the
+    sweeper's, if it defers anything else or more)."""
+    offenders = []
+    for path in sorted((src / "detsim").rglob("*.py")):
+        name = path.relative_to(src).as_posix()
+        if name in EXTRAS_MODULES:
+            continue
+        found = function_level_imports(path.read_text(), str(path))
+        if sorted(module for _, module in found) != DEFERRED_ELSEWHERE.get(name, []):
+            offenders += [f"{name}:{line}: {module}" for line, module in found]
+    return offenders
+
+
+def test_imports_sit_at_the_top_except_the_deferred_extras() -> None:
+    """Why: an import inside a function hides a dependency (and an import cycle) until the function runs; only an
+    optional extra may wait, and only in its one place, so that detsim imports without it (and the sweeper's MLflow
+    tracking, which Hydra's plugin scan would otherwise load into every app)."""
+    assert deferred_imports(ROOT / "src") == []
+
+
+def test_the_import_check_catches_an_import_inside_a_function(tmp_path: Path) -> None:
+    """The check must be able to fail: a planted function-level import is reported, in a nested function and an async
+    function too, while the module-level ones are not; in the tree, a function's import in geometry.py is reported."""
+    source = ("import json\nfrom pathlib import Path\n\n\ndef outer():\n    import numpy as np\n\n"
+              "    def inner():\n        from detsim.io import hdf5\n    return np, inner\n\n\n"
+              "async def fetch():\n    from . import paths\n")
+    assert function_level_imports(source) == [(6, "numpy"), (9, "detsim.io"), (14, ".")]
+    subprocess.run(["cp", "-r", str(ROOT / "src" / "detsim"), str(tmp_path / "detsim")], check=True)
+    planted = tmp_path / "detsim" / "geometry.py"
+    lines = planted.read_text().count("\n")
+    planted.write_text(planted.read_text() + "\n\ndef _late_reader():\n    import h5py\n\n    return h5py\n")
+    assert deferred_imports(tmp_path) == [f"detsim/geometry.py:{lines + 4}: h5py"]
+
+
+def test_each_optional_extra_is_imported_in_its_one_place() -> None:
+    """pycbc and the ONNX packages only in `detsim.extras`; geant4_pybind only in `detsim.sim.geant4.bindings` and
+    the application it loads (`build`), which nothing else imports: so the rest of detsim imports without them."""
+    misplaced = []
+    for path in sorted((ROOT / "src" / "detsim").rglob("*.py")):
+        name = path.relative_to(ROOT / "src").as_posix()
+        misplaced += [f"{name}: {package}" for package in sorted(_imported_modules(path) & EXTRA_PACKAGES.keys())
+                      if name not in EXTRA_PACKAGES[package]]
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            imports_build = (isinstance(node, ast.ImportFrom) and node.module == "detsim.sim.geant4"
+                             and any(alias.name == "build" for alias in node.names)) or (
+                isinstance(node, ast.Import) and any(alias.name == "detsim.sim.geant4.build" for alias in node.names))
+            if imports_build and name != "detsim/sim/geant4/bindings.py":
+                misplaced.append(f"{name}: detsim.sim.geant4.build")
+    assert misplaced == []
