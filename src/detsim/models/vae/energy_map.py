@@ -33,10 +33,11 @@ from torch import nn
 from detsim.errors import ConfigError
 from detsim.models.vae.fitted import FittedMap
 from detsim.models.vae.transforms import condition_bin
-from detsim.models.vae.voxel_map import QuantileVoxelMap
+from detsim.models.vae.voxel_map import IDENTITY_RANGE, QuantileVoxelMap
 
 
 GROUPINGS = ("rings", "layers", "none")
+EMPTY_LOG = IDENTITY_RANGE[0] + 1.0  # mapped log fractions at or below this empty their group (match_occupancy)
 Bound = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -121,7 +122,7 @@ class QuantileEnergyMap(EnergyMap):
                  grid: int, margin: float, cap_margin: float, min_showers: int, samples_per_shower: int,
                  reference_showers: int, max_voxel_fraction: float = 1.0,
                  voxel_ring: Sequence[int] | None = None, min_occupancy: float = 0.0,
-                 max_group_scale: float | None = None) -> None:
+                 max_group_scale: float | None = None, match_occupancy: bool = False) -> None:
         levels = [groups] if isinstance(groups, str) else list(groups)
         super().__init__(layer_bounds, samples_per_shower, reference_showers, max_voxel_fraction)
         self.n_bins = int(n_bins)
@@ -129,7 +130,8 @@ class QuantileEnergyMap(EnergyMap):
             raise ConfigError(f"model.energy_map.max_group_scale: expected >= 1 or null, found {max_group_scale}")
         self.max_group_scale = None if max_group_scale is None else float(max_group_scale)
         table = dict(n_bins=n_bins, n_knots=n_knots, grid=grid, margin=margin, min_hits=min_showers,
-                     samples_per_shower=0, reference_showers=0, cap_margin=cap_margin, min_hit_fraction=min_occupancy)
+                     samples_per_shower=0, reference_showers=0, cap_margin=cap_margin, min_hit_fraction=min_occupancy,
+                     match_occupancy=match_occupancy)
         level_groups = [voxel_groups(layer_bounds, voxel_ring, level) for level in levels if level != "none"]
         self.levels = [level for level in levels if level != "none"]
         for i, group in enumerate(level_groups):
@@ -173,10 +175,12 @@ class QuantileEnergyMap(EnergyMap):
         frac = (showers @ self._matrix(i)) / e_inc
         hit = frac > 0
         safe = torch.where(hit, frac, torch.ones_like(frac))
-        mapped = self.level_maps[i].map_log(torch.log(safe), bins).exp()
-        scale = torch.where(hit, mapped / safe, torch.ones_like(frac))
+        mapped_log = self.level_maps[i].map_log(torch.log(safe), bins)
+        scale = torch.where(hit, mapped_log.exp() / safe, torch.ones_like(frac))
         if self.max_group_scale is not None:  # a group's rank moves its energy, it does not turn a stray hit into a core
             scale = scale.clamp(1.0 / self.max_group_scale, self.max_group_scale)
+        # a group mapped to the reference's empty share (match_occupancy) is emptied, whatever max_group_scale says
+        scale = torch.where(mapped_log <= EMPTY_LOG, torch.zeros_like(scale), scale)
         return showers * scale.index_select(1, getattr(self, f"voxel_group_{i}"))
 
     def map_showers(self, showers, e_inc, c, bound=None):
