@@ -87,6 +87,37 @@ def test_the_map_gives_the_reference_resolution_and_tail_and_keeps_each_showers_
         assert got.std(0).numpy() == pytest.approx(want.std(0).numpy(), rel=0.15)
 
 
+@pytest.mark.parametrize("gen_hit", [0.82, 0.5])
+def test_occupancy_matching_gives_the_reference_mean_where_the_occupancy_is_off(gen_hit):
+    """Layer 2 is hit in 69 % of the reference showers and in `gen_hit` of the generated ones (the decoder's deep
+    layers at 1-3 GeV: 82 %). Hits mapped onto hits keep the wrong occupancy and miss the layer's mean energy;
+    with match_occupancy the generated layer has the reference's occupancy and mean (its unconditional distribution)."""
+    rng = np.random.default_rng(7)
+    e, n = 2000.0, 20_000
+
+    def layer_fractions(hit: float, mean: float) -> np.ndarray:
+        frac = np.stack([np.full(n, 0.9), np.exp(rng.normal(np.log(mean), 0.5, n))], axis=1)
+        frac[:, 1] *= rng.random(n) < hit
+        return frac
+
+    ref = showers_from_layers(layer_fractions(0.69, 0.01), e, 8)
+    gen = showers_from_layers(layer_fractions(gen_hit, 0.008), e, 9)
+    layer2 = lambda s: (s @ layer_matrix(BOUNDS))[:, 1] / e  # noqa: E731
+    results = {}
+    for match in (False, True):
+        emap = QuantileEnergyMap(BOUNDS, groups=["layers"], n_bins=1, n_knots=65, grid=256, margin=0.25,
+                                 cap_margin=0.05, min_showers=20, samples_per_shower=1, reference_showers=n,
+                                 voxel_ring=RINGS, match_occupancy=match)
+        fit(emap, ref, gen, e)
+        mapped = emap.map_showers(gen.clone(), torch.full((n, 1), e), torch.full((n, 1), 0.5))
+        results[match] = (float((layer2(mapped) > 0).float().mean()), float(layer2(mapped).mean()))
+    want = (float((layer2(ref) > 0).float().mean()), float(layer2(ref).mean()))
+    assert results[False][0] == pytest.approx(gen_hit, abs=0.02)  # hits onto hits: the occupancy stays wrong ...
+    assert abs(results[False][1] / want[1] - 1) > 0.15  # ... and so does the layer's mean energy
+    assert results[True][0] == pytest.approx(want[0], abs=0.02 if gen_hit > want[0] else 1.0)  # a hit is never made
+    assert results[True][1] == pytest.approx(want[1], rel=0.05 if gen_hit > want[0] else 0.15)
+
+
 def test_the_map_leaves_the_shape_inside_a_cell():
     """Voxels of a (layer, ring) cell are scaled by one factor: their fractions of the cell's energy are the decoder's."""
     rng = np.random.default_rng(4)
