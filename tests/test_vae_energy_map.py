@@ -17,7 +17,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from detsim.models.vae.energy_map import NoEnergyMap, QuantileEnergyMap, layer_matrix
-from detsim.models.vae.voxel_map import QuantileVoxelMap, VoxelCapMap, VoxelMaxima
+from detsim.models.vae.voxel_map import QuantileVoxelMap, VoxelCapMap
+from detsim.models.vae.voxel_maxima import VoxelMaxima
 from detsim.paths import config_dir
 
 from conftest import SHARED_DATA, vae_kwargs

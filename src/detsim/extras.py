@@ -24,31 +24,16 @@ def _missing(extra: str, package: str, exc: ModuleNotFoundError) -> ConfigError:
                        f"{exc.name!r} (pip install 'detsim[{extra}]')")
 
 
-def pycbc_waveform() -> ModuleType:
-    """`pycbc.waveform` (extra `gw`): `get_td_waveform`."""
+def pycbc() -> ModuleType:
+    """`pycbc` (extra `gw`) with the submodules detsim uses loaded: `waveform` (`get_td_waveform`), `detector`
+    (`Detector`) and `psd` (the analytic design PSDs)."""
     try:
+        import pycbc.detector
+        import pycbc.psd
         import pycbc.waveform
     except ModuleNotFoundError as exc:
         raise _missing("gw", "pycbc", exc) from exc
-    return pycbc.waveform
-
-
-def pycbc_detector() -> ModuleType:
-    """`pycbc.detector` (extra `gw`): `Detector`."""
-    try:
-        import pycbc.detector
-    except ModuleNotFoundError as exc:
-        raise _missing("gw", "pycbc", exc) from exc
-    return pycbc.detector
-
-
-def pycbc_psd() -> ModuleType:
-    """`pycbc.psd` (extra `gw`): the analytic design PSDs."""
-    try:
-        import pycbc.psd
-    except ModuleNotFoundError as exc:
-        raise _missing("gw", "pycbc", exc) from exc
-    return pycbc.psd
+    return pycbc
 
 
 def onnx() -> ModuleType:

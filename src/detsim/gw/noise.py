@@ -19,7 +19,7 @@ from detsim.errors import ConfigError
 @lru_cache(maxsize=32)
 def analytic_psd(name: str, n_samples: int, sample_rate: float, f_low: float) -> np.ndarray:
     """One-sided PSD (1/Hz) of pycbc's analytic model `name` on the rfft grid of n_samples, 0 below f_low."""
-    psds = extras.pycbc_psd()
+    psds = extras.pycbc().psd
     if name not in psds.get_psd_model_list():
         raise ConfigError(f"unknown analytic PSD {name!r}; e.g. aLIGOZeroDetHighPower, AdVDesignSensitivityP1200087")
     delta_f = sample_rate / n_samples

@@ -102,7 +102,7 @@ def shard_blocks(blocks: Sequence[Block], shard: int | None, n_shards: int | Non
 
 def light_travel_time(detectors: Sequence[str]) -> float:
     """The largest light travel time (s) between any two of the detectors (pycbc.detector)."""
-    site = extras.pycbc_detector().Detector
+    site = extras.pycbc().detector.Detector
     return max([site(a).light_travel_time_to_detector(site(b)) for a in detectors for b in detectors], default=0.0)
 
 

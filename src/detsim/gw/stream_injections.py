@@ -76,7 +76,7 @@ def polarisations(params: Mapping[str, float], approximant: str, sample_rate: fl
                   f_ref: float) -> Polarisations:
     """h+ and hx of one source with pycbc, every spin component given (precessing approximants use them)."""
     spins = {k: params.get(k, 0.0) for k in ("spin1x", "spin1y", "spin1z", "spin2x", "spin2y", "spin2z")}
-    hp, hc = extras.pycbc_waveform().get_td_waveform(approximant=approximant, mass1=params["mass1"], mass2=params["mass2"], **spins,
+    hp, hc = extras.pycbc().waveform.get_td_waveform(approximant=approximant, mass1=params["mass1"], mass2=params["mass2"], **spins,
                              distance=params["distance"], inclination=params["inclination"],
                              coa_phase=params["coa_phase"], delta_t=1.0 / sample_rate, f_lower=f_lower, f_ref=f_ref)
     return Polarisations(hp.numpy().astype(np.float64), hc.numpy().astype(np.float64),

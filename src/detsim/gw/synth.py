@@ -71,7 +71,7 @@ class SynthSpec:
 def antenna(detectors: Sequence[str], gps: np.ndarray, ra: np.ndarray, dec: np.ndarray,
             polarization: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """F+, Fx and arrival delay after the Earth centre, (n, n_det), at GPS times `gps` (pycbc.detector)."""
-    pycbc_detector = extras.pycbc_detector()
+    pycbc_detector = extras.pycbc().detector
     fp, fc, dt = (np.empty((len(gps), len(detectors))) for _ in range(3))
     for j, name in enumerate(detectors):
         det = pycbc_detector.Detector(name)

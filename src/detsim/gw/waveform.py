@@ -25,7 +25,7 @@ class Polarisations:
 
 def polarisations(params: Mapping[str, float], approximant: str, sample_rate: float, f_lower: float) -> Polarisations:
     """h+ and hx of one source with pycbc's time-domain generator."""
-    hp, hc = extras.pycbc_waveform().get_td_waveform(
+    hp, hc = extras.pycbc().waveform.get_td_waveform(
         approximant=approximant,
         mass1=params["mass1"], mass2=params["mass2"],
         spin1z=params["spin1z"], spin2z=params["spin2z"],

@@ -31,7 +31,8 @@ from detsim.models.vae.heads import VoxelHead
 from detsim.models.vae.layers import Encoder, ShowerDecoder
 from detsim.models.vae.prior import LatentPrior
 from detsim.models.vae.transforms import EnergyCondition, VoxelTransform
-from detsim.models.vae.voxel_map import IdentityVoxelMap, VoxelCapMap, VoxelMap, VoxelMaxima
+from detsim.models.vae.voxel_map import IdentityVoxelMap, VoxelCapMap, VoxelMap
+from detsim.models.vae.voxel_maxima import VoxelMaxima
 from detsim.runtime.generator import ShowerGenerator
 
 log = logging.getLogger(__name__)

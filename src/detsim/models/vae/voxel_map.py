@@ -32,7 +32,7 @@ from detsim.models.vae.transforms import condition_bin
 IDENTITY_RANGE = (-40.0, 5.0)
 
 
-def _log_hits(x: torch.Tensor, fill: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def log_hits(x: torch.Tensor, fill: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(log x where x > 0 and `fill` elsewhere, the hit mask, hits per column) of fractions (N, V)."""
     x = x.detach().double()
     hits = x > 0
@@ -47,7 +47,7 @@ def _column_quantiles(x: torch.Tensor, n_knots: int, ranks: np.ndarray | None = 
     Vectorised over voxels: empty voxels become +inf, so a column sort puts them last and the quantile
     positions of column v only reach its hits (linear interpolation, as numpy's default).
     """
-    logs, _, count = _log_hits(x, math.inf)
+    logs, _, count = log_hits(x, math.inf)
     if x.shape[0] == 0:
         return np.zeros((n_knots, x.shape[1])), count.cpu().numpy()
     ordered = torch.sort(logs, dim=0).values
@@ -65,7 +65,7 @@ def _column_quantiles(x: torch.Tensor, n_knots: int, ranks: np.ndarray | None = 
 
 def _column_moments(x: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """Per voxel: (mean, std) of log(x) over its hits, and hit counts."""
-    logs, hits, count = _log_hits(x, 0.0)
+    logs, hits, count = log_hits(x, 0.0)
     n = count.clamp_min(1)
     mean = logs.sum(dim=0) / n
     var = torch.where(hits, (logs - mean) ** 2, torch.zeros_like(logs)).sum(dim=0) / n
@@ -80,6 +80,13 @@ def _identity_rows(n_rows: int, n_grid: int) -> tuple[np.ndarray, np.ndarray, np
     step = np.zeros(n_grid)
     step[:-1] = np.diff(y)
     return (np.full(n_rows, -lo * inv), np.full(n_rows, inv), np.tile(y, (n_rows, 1)), np.tile(step, (n_rows, 1)))
+
+
+def _steps(table: np.ndarray) -> np.ndarray:
+    """table[..., m + 1] - table[..., m] along the grid (0 at the last point): the lerp slopes of `map_log`."""
+    step = np.zeros_like(table)
+    step[..., :-1] = np.diff(table, axis=-1)
+    return step
 
 
 def _capped_identity(cap: np.ndarray, n_grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,7 +129,10 @@ class VoxelMap(FittedMap):
         Voxels (or whole bins) with fewer than `min_hits` hits on either side get the identity map.
         """
         b_ref, b_gen = condition_bin(c_ref, self.n_bins), condition_bin(c_gen, self.n_bins)
-        values = self._fit_bins([(x_ref[b_ref == b], x_gen[b_gen == b]) for b in range(self.n_bins)])
+        self._store(self._fit_bins([(x_ref[b_ref == b], x_gen[b_gen == b]) for b in range(self.n_bins)]))
+
+    def _store(self, values: dict[str, np.ndarray]) -> None:
+        """Copy fitted buffer values into the map and mark it fitted."""
         for name, value in values.items():
             getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32, device=self.fitted.device))
         self.fitted.fill_(True)
@@ -228,11 +238,11 @@ class QuantileVoxelMap(VoxelMap):
         offset, inv_step, table, _ = _identity_rows(self.n_bins * n_vox, n_grid)
         offset, inv_step = offset.reshape(self.n_bins, n_vox), inv_step.reshape(self.n_bins, n_vox)
         table = table.reshape(self.n_bins, n_vox, n_grid)
-        fits = [(_column_quantiles(ref, self.n_knots), _column_quantiles(gen, self.n_knots)) for ref, gen in pairs]
+        fits = []
+        for ref, gen in pairs:
+            qg, ng = _column_quantiles(gen, self.n_knots)
+            fits.append((self._reference_targets(ref, ng / max(gen.shape[0], 1)), (qg, ng)))
         caps = self._caps(np.stack([np.where(n > 0, q[-1], -np.inf) for (q, n), _ in fits]))
-        if self.match_occupancy:
-            fits = [(self._occupancy_targets(ref, nr / max(ref.shape[0], 1), ng / max(gen.shape[0], 1)), (qg, ng))
-                    for (ref, gen), ((_, nr), (qg, ng)) in zip(pairs, fits)]
         for b, ((qr, nr), (qg, ng)) in enumerate(fits):
             if caps is not None:  # unmapped voxels: the identity, ending at the cap
                 inv_step[b], offset[b], table[b] = _capped_identity(caps[b], n_grid)
@@ -252,20 +262,23 @@ class QuantileVoxelMap(VoxelMap):
                 table[b, v] = np.interp(y, qg[:, v], qr[:, v]) + np.minimum(y - qg[0, v], 0) + np.maximum(y - qg[-1, v], 0)
                 if caps is not None:
                     table[b, v] = np.minimum(table[b, v], caps[b, v])
-        step = np.zeros_like(table)
-        step[..., :-1] = np.diff(table, axis=-1)
-        return {"offset": offset, "inv_step": inv_step, "table": table, "step": step}
+        return {"offset": offset, "inv_step": inv_step, "table": table, "step": _steps(table)}
 
-    def _occupancy_targets(self, ref: torch.Tensor, p_ref: np.ndarray, p_gen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Reference targets (n_knots, V) of the generated knots when empty columns count as the lowest values, and
-        the reference's hit counts.
+    def _reference_targets(self, ref: torch.Tensor, p_gen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reference's values (n_knots, V) the generated knots (evenly spaced ranks among hits) map to, and the
+        reference's hit counts; `p_gen` (V,): the generated hit fraction of each column.
 
-        The generated knot at rank q among hits has rank u = 1 - p_gen (1 - q) among all rows; its target is the
-        reference's value at that rank: empty (IDENTITY_RANGE's lowest log, scaled to nothing) where u falls in the
-        reference's empty share, else the reference's hit quantile at rank 1 - (1 - u) / p_ref.
+        Hits onto hits: the reference's quantiles at the same ranks. With `match_occupancy`, empty rows count as the
+        lowest values: the generated knot at rank q among hits has rank u = 1 - p_gen (1 - q) among all rows, and its
+        target is the reference's value at that rank: empty (IDENTITY_RANGE's lowest log, scaled to nothing) where u
+        falls in the reference's empty share, else the reference's hit quantile at rank 1 - (1 - u) / p_ref (the
+        top knot, q = 1, is always the reference's largest value).
         Why: mapping hits onto hits keeps the generated occupancy; a layer hit in 82 % of 1-3 GeV showers where
         Geant4 hits it in 69 % then got the reference's energy given a hit in 82 % of them (+27 % in layer 16).
         """
+        if not self.match_occupancy:
+            return _column_quantiles(ref, self.n_knots)
+        p_ref = (ref > 0).sum(dim=0).double().cpu().numpy() / max(ref.shape[0], 1)
         q = np.linspace(0.0, 1.0, self.n_knots)[:, None]
         rank = 1.0 - p_gen[None, :] * (1.0 - q) / np.maximum(p_ref[None, :], 1e-12)
         values, count = _column_quantiles(ref, self.n_knots, np.clip(rank, 0.0, 1.0))
@@ -375,35 +388,4 @@ class VoxelCapMap(QuantileVoxelMap):
         caps = self._caps(top.detach().double().cpu().numpy())
         inv_step, offset, table = (np.stack(parts) for parts in
                                    zip(*(_capped_identity(caps[b], self.table.shape[2]) for b in range(self.n_bins))))
-        step = np.zeros_like(table)
-        step[..., :-1] = np.diff(table, axis=-1)
-        for name, value in {"offset": offset, "inv_step": inv_step, "table": table, "step": step}.items():
-            getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32, device=self.fitted.device))
-        self.fitted.fill_(True)
-
-
-class VoxelMaxima:
-    """The largest log(E_voxel / E_inc) per incident-energy bin and voxel over the showers seen so far.
-
-    Why a running maximum: the caps of `VoxelCapMap(reference="training")` need only this (bins x V numbers),
-    so every training shower can count without keeping one of them (6480 voxels a shower on dataset 2).
-    """
-
-    def __init__(self, n_bins: int, n_voxels: int, limit: int) -> None:
-        self.n_bins, self.limit, self.seen = int(n_bins), int(limit), 0
-        self.top = torch.full((self.n_bins, int(n_voxels)), -math.inf, dtype=torch.float64)
-
-    @property
-    def full(self) -> bool:
-        return self.seen >= self.limit
-
-    @torch.no_grad()
-    def update(self, c: torch.Tensor, fractions: torch.Tensor) -> None:
-        """Take conditions c (N, 1) and fractions E_voxel / E_inc (N, V) into the maxima (up to `limit` showers)."""
-        take = min(self.limit - self.seen, fractions.shape[0])
-        if take <= 0:
-            return
-        logs = _log_hits(fractions[:take].cpu(), -math.inf)[0]
-        bins = condition_bin(c[:take].detach().cpu(), self.n_bins)
-        self.top.scatter_reduce_(0, bins[:, None].expand_as(logs), logs, reduce="amax")
-        self.seen += take
+        self._store({"offset": offset, "inv_step": inv_step, "table": table, "step": _steps(table)})
