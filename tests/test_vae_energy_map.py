@@ -134,6 +134,33 @@ def test_the_map_leaves_the_shape_inside_a_cell():
         assert torch.allclose(before, after, atol=1e-5)
 
 
+@pytest.mark.parametrize("spill", ["hits", "cell"])
+def test_spilled_excess_stays_in_its_cell_and_below_every_cap(spill):
+    """A voxel above its cap gives the excess to its own (layer, ring) cell: the cell keeps its energy when it has
+    room, no voxel passes its cap, no other cell changes; "hits" makes no new hit, "cell" may; "none" cuts."""
+    # voxels 1, 2 are one cell (layer 0, ring 1); 4, 5 another (layer 1, ring 1)
+    showers = torch.tensor([[1.0, 9.0, 1.0, 2.0, 6.0, 0.0, 1.0],    # 1: 9 over a cap of 5, its cell-mate has room
+                            [1.0, 9.0, 0.0, 2.0, 1.0, 1.0, 1.0],    # 2: 9 over 5, the cell-mate empty
+                            [1.0, 20.0, 2.0, 2.0, 1.0, 1.0, 1.0]])  # 3: more excess than the cell has room for
+    caps = torch.full_like(showers, 5.0)
+    emap = energy_map(True)
+    emap.spill = spill
+    out = emap.bound_voxels(showers, caps)
+    assert bool((out <= caps + 1e-6).all())
+    cell = [1, 2]
+    assert torch.allclose(out[:, [0, 3, 6]], showers[:, [0, 3, 6]].clamp(max=5.0))  # one-voxel cells: cut only
+    assert out[0, cell].sum() == pytest.approx(10.0)  # 4 moved to voxel 2, which had room for 4
+    assert out[0, [4, 5]].sum() == pytest.approx(5.0 + (1.0 if spill == "cell" else 0.0))  # voxel 4's excess of 1
+    assert out[2, cell].sum() == pytest.approx(10.0)  # room for 3 more only: both voxels at the cap
+    if spill == "hits":
+        assert float(out[1, 2]) == 0.0 and out[1, cell].sum() == pytest.approx(5.0)
+        assert bool(((out > 0) == (showers > 0)).all())
+    else:
+        assert out[1, cell].sum() == pytest.approx(9.0)
+    emap.spill = "none"
+    assert torch.equal(emap.bound_voxels(showers, caps), showers.clamp(max=5.0))
+
+
 def test_an_unfitted_or_absent_map_changes_nothing():
     showers = torch.rand(5, 7)
     assert not NoEnergyMap(BOUNDS).active and "fitted" not in NoEnergyMap(BOUNDS).state_dict()

@@ -185,8 +185,9 @@ class ShowerGenerator(nn.Module):
         Why the threshold here: a group scaled down can move hits below the threshold; cut after the total,
         they took their energy out of a total already mapped (E_tot / E_inc 3 % low on a short training).
         """
-        if map_active:
-            return lambda s: apply_threshold(self.voxel_map.cap_showers(s, e_inc, c), self.threshold_mev, inplace=False)
+        caps = self.voxel_map.voxel_caps(e_inc, c) if map_active else None
+        if caps is not None:
+            return lambda s: apply_threshold(self.energy_map.bound_voxels(s, caps), self.threshold_mev, inplace=False)
         return lambda s: apply_threshold(s, self.threshold_mev, inplace=False)
 
     def _rows_by_bin(self, z: torch.Tensor, c: torch.Tensor, e_inc: torch.Tensor, lower: torch.Tensor | None,

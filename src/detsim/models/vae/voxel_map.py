@@ -156,9 +156,14 @@ class VoxelMap(FittedMap):
         """
         return self.map_showers(showers, e_inc, c) if self.active else showers
 
+    def voxel_caps(self, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor | None:
+        """(N, V) MeV: the largest energy the map lets each voxel of these showers have (None: unbounded)."""
+        return None
+
     def cap_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Showers (N, V) MeV with each voxel bounded as the map bounds it (base: unbounded)."""
-        return showers
+        """Showers (N, V) MeV with each voxel bounded as the map bounds it (`voxel_caps`)."""
+        caps = self.voxel_caps(e_inc, c)
+        return showers if caps is None else torch.minimum(showers, caps)
 
     def map_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor,
                     by_bin: bool = False) -> torch.Tensor:
@@ -284,15 +289,14 @@ class QuantileVoxelMap(VoxelMap):
         values, count = _column_quantiles(ref, self.n_knots, np.clip(rank, 0.0, 1.0))
         return np.where(rank < 0.0, IDENTITY_RANGE[0], values), count
 
-    def cap_showers(self, showers: torch.Tensor, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def voxel_caps(self, e_inc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Each voxel at most the top of its table (monotone: the largest value the map can give), x E_inc.
 
         Why: the energy map scales whole (layer, ring) cells after this map; a cell whose sampled energy sat in one
         of its 16 voxels then carried the cell's mapped energy there (0.087 x E_inc at 14 GeV, 3.5x Geant4's
         largest voxel). Bounding again keeps the voxel map's caps the bound of the generated shower.
         """
-        top = self.table[:, :, -1].index_select(0, self.bins(c)).exp()
-        return torch.minimum(showers, top.mul_(e_inc))
+        return self.table[:, :, -1].index_select(0, self.bins(c)).exp().mul_(e_inc)
 
     def _caps(self, top: np.ndarray) -> np.ndarray | None:
         """(bins, V) upper bounds of the mapped log fraction from each bin's largest reference log fraction per
