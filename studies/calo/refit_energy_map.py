@@ -19,7 +19,7 @@ import h5py
 import torch
 import yaml
 
-from detsim.io.checkpoint import load_checkpoint
+from detsim.security import load_checkpoint
 from detsim.models.vae import CaloVAE
 
 
