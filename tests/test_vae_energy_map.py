@@ -290,14 +290,16 @@ def test_a_few_steps_on_geant4_keep_the_structural_guarantees(trained_on_geant4)
     assert np.median(r.numpy()) == pytest.approx(np.median(ratio), rel=0.03)
 
 
-def test_exported_graphs_carry_the_energy_map(trained_on_geant4, tmp_path):
-    """TorchScript and ONNX Runtime give the showers `from_draws` gives, energy map included (one formula)."""
+@pytest.mark.parametrize("spill", ["none", "cell"])
+def test_exported_graphs_carry_the_energy_map(trained_on_geant4, tmp_path, spill):
+    """TorchScript and ONNX Runtime give the showers `from_draws` gives, energy map (and its spill) included."""
     import onnxruntime as ort
 
     from detsim.generate import load_generator
     from detsim.runtime.export import example_inputs, export, input_names
 
     gen = load_generator(trained_on_geant4).module
+    gen.energy_map.spill = spill
     names = input_names(gen)
     args = example_inputs(gen, 200, seed=3)
     with torch.no_grad():

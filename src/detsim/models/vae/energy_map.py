@@ -186,10 +186,11 @@ class QuantileEnergyMap(EnergyMap):
         (layer, radial ring) cell that are below their caps (`spill`: "hits" only to voxels already hit, "cell" to
         any, so that new hits may appear), in proportion to each one's room; what the cell has no room for is cut.
 
-        Why: the decoder puts the outer energy of low-energy showers into too few, too large hits. Cut at the caps,
-        that energy was lost from the radial profile (ring 4 at 1-3 GeV 17 % low), and the cell map could not
-        give it back: a scaled cell met the same caps. Moved within its cell, it stays in its layer and ring, and
-        no voxel passes its cap (room <= cap - voxel). Sums by matmul (exports to every runtime), no branch.
+        Why: the decoder puts some of the outer energy of low-energy showers into too few, too large hits, and the
+        caps cut it. Moved within its cell, it stays in its layer and ring, and no voxel passes its cap (room <= cap
+        - voxel). Measured (docs/vae.md): "cell" brings the 1-3 GeV hit fraction and ring 4 closer to Geant4; the
+        ring deficit itself came mostly from fitting the map to too few showers. Sums by matmul (exports to every
+        runtime), no branch.
         """
         capped = torch.minimum(showers, caps)
         if self.spill == "none":
