@@ -369,4 +369,4 @@ def test_study_compares_the_cnn_with_the_bank(loud, tmp_path, capsys):
                               symmetric=False, slides=100, slide=7.0, no_mlflow=True)
     plan = study.steps(args)
     assert len(plan) == 13 and any("n_slides=100" in step.argv for step in plan)
-    assert study.cost_estimate(24, 100, 1600)["cnn"] == pytest.approx(24 * 24 * 103 / 3600)
+    assert study.cost_estimate(24, 100, 1600)["cnn"] == pytest.approx(24 * 17.1 * 103 / 3600)

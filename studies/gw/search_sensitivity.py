@@ -26,8 +26,8 @@ Steps, each a detsim command (printed; skipped when its output exists, so a kill
     week, both searches), both curves on one plot. Writes OUT/compare.json, OUT/compare.png, OUT/efficiency.csv and
     prints `sensitive distance ratio (CNN / bank) at 1 per week: 0.xx +- 0.xx` (aligned and precessing).
 
-Cost (--plan prints it for the chosen settings): measured on the 2-core development CPU under load (docs/gw.md,
-"Searches"), per hour of H1/L1 data at 2048 Hz and per search pass.
+Cost (--plan prints it for the chosen settings): wall time measured on the quiet 2-core development CPU (docs/gw.md,
+"Cost"), per hour of H1/L1 data at 2048 Hz and per search pass.
 """
 
 from __future__ import annotations
@@ -51,22 +51,24 @@ from detsim.gw.template_bank import chirp_mass
 from detsim.gw.triggers import read_triggers
 from detsim.metrics.plots import save_figure
 
-# CPU seconds per hour of H1/L1 data at 2048 Hz, measured with one thread (nice 19) on the 2-core development machine
-# at a load average of 5.5 (other trainings running), 512 s of strain (docs/gw.md, "Searches"): the default GW1DCNN at
-# stride 0.25 s per pass over the data (zero lag or one slide, whitening included); the bank per template for its
-# filtering pass (plus 11 per pass for the PSD, reading and templates), and per template and slide for the slides'
-# recombination (noisy on the loaded machine: 0.003-0.009); the simulation per stream.
-CPU_S_PER_HOUR = {"cnn_pass": 24.0, "bank_pass": 11.0, "bank_template": 0.57, "bank_template_slide": 0.005,
-                  "stream": 35.0}
+# Wall seconds per hour of H1/L1 data at 2048 Hz on the 2-core development machine, quiet (load ~2: the measured job
+# alone), 2 torch threads, one 2048-s block (docs/gw.md, "Cost"; 2026-12-07): the default GW1DCNN at stride 0.25 s per
+# pass over the data (zero lag or one slide, whitening included; 17.2 zero lag alone, 17.1 per pass with 4 slides); the
+# bank per template per filtering pass (1,855 templates: 516 s, the PSD, reading and the 4 slides' recombination
+# included, so `bank_pass` and `bank_template_slide` are folded into it); the simulation per stream. The stochastic
+# placement of the 8-s bank is a one-off ~510 s (`bank_placement`). The CPU seconds are ~1.8x these (two threads).
+WALL_S_PER_HOUR = {"cnn_pass": 17.1, "bank_pass": 0.0, "bank_template": 0.278, "bank_template_slide": 0.0,
+                   "stream": 16.8}
+BANK_PLACEMENT_S = 510.0
 
 
 def cost_estimate(hours: float, slides: int, templates: int) -> dict[str, float]:
-    """CPU hours of each part of the study on such a CPU (a GPU runs the CNN and the bank's FFTs far faster)."""
-    c = CPU_S_PER_HOUR
+    """Wall hours of each part of the study on the 2-core CPU (a GPU runs the CNN and the bank's FFTs far faster)."""
+    c = WALL_S_PER_HOUR
     return {"streams": 2 * hours * c["stream"] / 3600,
             "cnn": hours * c["cnn_pass"] * (slides + 3) / 3600,
-            "bank": hours * (3 * (c["bank_pass"] + templates * c["bank_template"])
-                             + (slides + 3) * templates * c["bank_template_slide"]) / 3600}
+            "bank": (BANK_PLACEMENT_S + hours * (3 * (c["bank_pass"] + templates * c["bank_template"])
+                                                 + (slides + 3) * templates * c["bank_template_slide"])) / 3600}
 
 
 @dataclass
@@ -206,14 +208,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--plan", action="store_true", help="print the commands and the cost estimate; run nothing")
-    parser.add_argument("--templates", type=int, default=1600, help="--plan: the bank size assumed in the estimate")
+    parser.add_argument("--templates", type=int, default=1855, help="--plan: the bank size assumed in the estimate (1,855: the 8-s placement, measured)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     plan = steps(args)
     hours = args.duration / 3600
     cost = cost_estimate(hours, args.slides, args.templates)
-    print(f"# {len(plan)} steps; CPU estimate on the development CPU (one thread, loaded; docs/gw.md): "
-          + ", ".join(f"{k} {v:.1f} CPU-h" for k, v in cost.items()) + f" (a bank of {args.templates} templates assumed)")
+    print(f"# {len(plan)} steps; wall estimate on the 2-core development CPU (quiet, 2 threads; docs/gw.md): "
+          + ", ".join(f"{k} {v:.1f} h" for k, v in cost.items()) + f" (a bank of {args.templates} templates assumed)")
     for step in plan:
         done = step.output.exists()
         print(f"# {step.name}{' (done)' if done else ''}\n{shlex.join(step.argv)}")
