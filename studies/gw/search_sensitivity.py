@@ -55,10 +55,9 @@ from detsim.metrics.plots import save_figure
 # alone), 2 torch threads, one 2048-s block (docs/gw.md, "Cost"; 2026-12-07): the default GW1DCNN at stride 0.25 s per
 # pass over the data (zero lag or one slide, whitening included; 17.2 zero lag alone, 17.1 per pass with 4 slides); the
 # bank per template per filtering pass (1,855 templates: 516 s, the PSD, reading and the 4 slides' recombination
-# included, so `bank_pass` and `bank_template_slide` are folded into it); the simulation per stream. The stochastic
-# placement of the 8-s bank is a one-off ~510 s (`bank_placement`). The CPU seconds are ~1.8x these (two threads).
-WALL_S_PER_HOUR = {"cnn_pass": 17.1, "bank_pass": 0.0, "bank_template": 0.278, "bank_template_slide": 0.0,
-                   "stream": 16.8}
+# included); the simulation per stream. The stochastic placement of the 8-s bank is a one-off ~510 s. The CPU seconds
+# are ~1.8x these (two threads).
+WALL_S_PER_HOUR = {"cnn_pass": 17.1, "bank_template": 0.278, "stream": 16.8}
 BANK_PLACEMENT_S = 510.0
 
 
@@ -67,8 +66,7 @@ def cost_estimate(hours: float, slides: int, templates: int) -> dict[str, float]
     c = WALL_S_PER_HOUR
     return {"streams": 2 * hours * c["stream"] / 3600,
             "cnn": hours * c["cnn_pass"] * (slides + 3) / 3600,
-            "bank": (BANK_PLACEMENT_S + hours * (3 * (c["bank_pass"] + templates * c["bank_template"])
-                                                 + (slides + 3) * templates * c["bank_template_slide"])) / 3600}
+            "bank": (BANK_PLACEMENT_S + hours * 3 * templates * c["bank_template"]) / 3600}
 
 
 @dataclass
